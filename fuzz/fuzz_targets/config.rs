@@ -1,0 +1,24 @@
+//! Arbitrary config text: parsed or refused with a one-line error, never
+//! a panic.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use sockit::cli::LimitArgs;
+use sockit::config::{DEFAULT_GRACE, ServerConfig};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let cli = LimitArgs {
+        max_conns: None,
+        idle_timeout: None,
+        max_line: None,
+        allow: vec![],
+        deny: vec![],
+        udp_rate: None,
+    };
+    if let Err(e) = ServerConfig::from_toml(text, &cli, DEFAULT_GRACE) {
+        assert!(!e.contains('\n'), "{e}");
+    }
+});

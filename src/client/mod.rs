@@ -1,0 +1,17 @@
+//! The clients: `connect` (netcat) and `send` (the tutorials' one-shot
+//! client), and what they share.
+//!
+//! Every client opens its socket through `socket::open`, which turns an
+//! [`Endpoint`](crate::net::addr::Endpoint) into a connected stream or
+//! datagram socket within a timeout, and fails with a [`ClientError`] that
+//! names the address. `input` (stdin) and `output` (stdout) hold the byte
+//! plumbing between that socket and the terminal.
+
+pub mod connect;
+pub mod send;
+
+mod input;
+mod output;
+mod socket;
+
+pub use socket::ClientError;

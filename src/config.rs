@@ -1,0 +1,389 @@
+//! Checked server settings, built from `sockit serve` arguments or from an
+//! inetd-style TOML file (`sockit serve --config FILE`).
+//!
+//! Everything a user can get wrong is caught here, before any socket is
+//! bound, and reported as a one-line [`UsageError`] (exit status 2).
+//!
+//! The file format (every key but `name` optional):
+//!
+//! ```toml
+//! grace = "10s"              # shutdown grace period
+//!
+//! [[service]]
+//! name = "ping"
+//! listen = ["tcp://127.0.0.1:8888", "udp://127.0.0.1:8888"]
+//! max_conns = 1000
+//! idle_timeout = "5m"        # "0s": never
+//! max_line = "64KiB"         # or a number of bytes
+//! allow = ["127.0.0.0/8"]
+//! deny = []
+//! udp_rate = 1000            # replies/s per non-loopback source; 0: unlimited
+//! ```
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::cli::{LimitArgs, ServeArgs};
+use crate::error::UsageError;
+use crate::net::access::AccessList;
+use crate::net::addr::{DefaultScheme, Endpoint};
+use crate::service::Service;
+use crate::units::{parse_bytes, parse_duration};
+
+/// Default `--max-conns`: well under the usual 20,000-descriptor limit,
+/// leaving room for listeners and the rejected connections we still accept
+/// to tell them why.
+pub const DEFAULT_MAX_CONNS: usize = 10_000;
+/// Default `--idle-timeout`.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default `--max-line`.
+pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
+/// Default `--udp-rate`.
+pub const DEFAULT_UDP_RATE: u32 = 1000;
+/// Default shutdown grace period.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+/// How long an unterminated message waits before it is answered bare:
+/// long enough for the rest of a line split across TCP segments to
+/// arrive, short enough that a person does not notice.
+pub const FLUSH_DELAY: Duration = Duration::from_millis(30);
+/// Config files larger than this are refused rather than read.
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// Everything `sockit serve` runs.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The services, each with its own listeners and limits.
+    pub services: Vec<ServiceConfig>,
+    /// How long open connections may go on after a shutdown signal.
+    pub grace: Duration,
+}
+
+/// One service and where it listens.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Which service.
+    pub service: Service,
+    /// Listeners to bind, in order.
+    pub listen: Vec<Endpoint>,
+    /// Whether sockets passed by systemd (`LISTEN_FDS`) are adopted first.
+    pub systemd: bool,
+    /// The service's limits.
+    pub limits: Limits,
+}
+
+/// Per-service limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Connections served at once.
+    pub max_conns: usize,
+    /// Close connections silent this long; `None`: never.
+    pub idle_timeout: Option<Duration>,
+    /// Longest line for message services.
+    pub max_line: usize,
+    /// Which peers may talk to the service.
+    pub access: AccessList,
+    /// UDP replies per second per non-loopback source; 0: unlimited.
+    pub udp_rate: u32,
+}
+
+impl ServerConfig {
+    /// Checks `sockit serve` arguments (and reads `--config` if given).
+    ///
+    /// # Errors
+    /// A [`UsageError`] naming the bad address, rule, or config entry.
+    pub fn from_args(args: &ServeArgs) -> Result<ServerConfig, UsageError> {
+        if let Some(path) = &args.config {
+            return Self::from_file(path, &args.limits, args.grace);
+        }
+        let service = args
+            .service
+            .ok_or_else(|| UsageError("serve needs a SERVICE or --config FILE".into()))?;
+        let listen = parse_listeners(&args.listen)?;
+        let systemd = std::env::var_os("LISTEN_FDS").is_some();
+        Ok(ServerConfig {
+            services: vec![ServiceConfig {
+                service,
+                listen: if listen.is_empty() && !systemd {
+                    default_listeners(service)
+                } else {
+                    listen
+                },
+                systemd,
+                limits: Limits::from_args(&args.limits, &Limits::default())?,
+            }],
+            grace: args.grace,
+        })
+    }
+
+    /// Reads an inetd-style TOML file; `cli` limits are the defaults for
+    /// every entry.
+    ///
+    /// # Errors
+    /// A [`UsageError`] naming the file and, for syntax errors, the line.
+    pub fn from_file(
+        path: &Path,
+        cli: &LimitArgs,
+        cli_grace: Duration,
+    ) -> Result<ServerConfig, UsageError> {
+        let err = |msg: String| UsageError(format!("config {}: {msg}", path.display()));
+        let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
+        if meta.len() > MAX_CONFIG_BYTES {
+            return Err(err(format!("larger than {MAX_CONFIG_BYTES} bytes")));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        Self::from_toml(&text, cli, cli_grace).map_err(err)
+    }
+
+    /// Parses config text (see the module docs for the format).
+    ///
+    /// # Errors
+    /// A one-line description of the first problem, with its line number.
+    pub fn from_toml(
+        text: &str,
+        cli: &LimitArgs,
+        cli_grace: Duration,
+    ) -> Result<ServerConfig, String> {
+        let file: ConfigFile = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+            let msg = e.message().replace('\n', " ");
+            match line {
+                Some(l) => format!("line {l}: {msg}"),
+                None => msg,
+            }
+        })?;
+        if file.service.is_empty() {
+            return Err("no [[service]] entries".into());
+        }
+        let defaults = Limits::from_args(cli, &Limits::default()).map_err(|e| e.0)?;
+        let grace = match &file.grace {
+            Some(g) => parse_duration(g)?,
+            None => cli_grace,
+        };
+        let mut services = Vec::new();
+        for (i, entry) in file.service.iter().enumerate() {
+            let ctx = |e: String| format!("service #{} ({}): {e}", i + 1, entry.name.name());
+            let listen = parse_listeners(&entry.listen).map_err(|e| ctx(e.0))?;
+            let limits = entry.limits.to_limits(&defaults).map_err(ctx)?;
+            services.push(ServiceConfig {
+                service: entry.name,
+                listen: if listen.is_empty() {
+                    default_listeners(entry.name)
+                } else {
+                    listen
+                },
+                systemd: false,
+                limits,
+            });
+        }
+        Ok(ServerConfig { services, grace })
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_conns: DEFAULT_MAX_CONNS,
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            max_line: DEFAULT_MAX_LINE,
+            access: AccessList::default(),
+            udp_rate: DEFAULT_UDP_RATE,
+        }
+    }
+}
+
+impl Limits {
+    fn from_args(args: &LimitArgs, defaults: &Limits) -> Result<Limits, UsageError> {
+        let access = if args.allow.is_empty() && args.deny.is_empty() {
+            defaults.access.clone()
+        } else {
+            AccessList::new(&args.allow, &args.deny).map_err(UsageError)?
+        };
+        let limits = Limits {
+            max_conns: args.max_conns.unwrap_or(defaults.max_conns),
+            idle_timeout: match args.idle_timeout {
+                Some(d) => (!d.is_zero()).then_some(d),
+                None => defaults.idle_timeout,
+            },
+            max_line: args.max_line.unwrap_or(defaults.max_line),
+            access,
+            udp_rate: args.udp_rate.unwrap_or(defaults.udp_rate),
+        };
+        limits.check().map_err(UsageError)?;
+        Ok(limits)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.max_conns == 0 {
+            return Err("--max-conns must be at least 1".into());
+        }
+        if self.max_line == 0 || self.max_line > 16 << 20 {
+            return Err("--max-line must be between 1 byte and 16MiB".into());
+        }
+        Ok(())
+    }
+}
+
+/// The listeners of a service started without `-l`: its default port on
+/// loopback, TCP then UDP.
+pub fn default_listeners(service: Service) -> Vec<Endpoint> {
+    let port = service.default_port();
+    let mut list = vec![Endpoint::parse(
+        &format!("tcp://127.0.0.1:{port}"),
+        DefaultScheme::Tcp,
+    )];
+    if service.has_datagram() {
+        list.push(Endpoint::parse(
+            &format!("udp://127.0.0.1:{port}"),
+            DefaultScheme::Tcp,
+        ));
+    }
+    list.into_iter()
+        .map(|e| e.expect("default address parses"))
+        .collect()
+}
+
+fn parse_listeners(list: &[String]) -> Result<Vec<Endpoint>, UsageError> {
+    list.iter()
+        .map(|s| Endpoint::parse(s, DefaultScheme::Tcp).map_err(UsageError::from))
+        .collect()
+}
+
+/// The TOML file, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    grace: Option<String>,
+    #[serde(default)]
+    service: Vec<ServiceEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServiceEntry {
+    name: Service,
+    #[serde(default)]
+    listen: Vec<String>,
+    #[serde(flatten)]
+    limits: LimitEntry,
+}
+
+#[derive(Debug, Deserialize)]
+struct LimitEntry {
+    max_conns: Option<usize>,
+    idle_timeout: Option<String>,
+    max_line: Option<ByteSize>,
+    #[serde(default)]
+    allow: Vec<String>,
+    #[serde(default)]
+    deny: Vec<String>,
+    udp_rate: Option<u32>,
+}
+
+/// A size written as a number of bytes or as text like `"64KiB"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum ByteSize {
+    Bytes(usize),
+    Text(String),
+}
+
+impl LimitEntry {
+    fn to_limits(&self, defaults: &Limits) -> Result<Limits, String> {
+        let args = LimitArgs {
+            max_conns: self.max_conns,
+            idle_timeout: self
+                .idle_timeout
+                .as_deref()
+                .map(parse_duration)
+                .transpose()?,
+            max_line: match &self.max_line {
+                None => None,
+                Some(ByteSize::Bytes(n)) => Some(*n),
+                Some(ByteSize::Text(t)) => Some(parse_bytes(t)?),
+            },
+            allow: self.allow.clone(),
+            deny: self.deny.clone(),
+            udp_rate: self.udp_rate,
+        };
+        Limits::from_args(&args, defaults).map_err(|e| e.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_cli() -> LimitArgs {
+        LimitArgs {
+            max_conns: None,
+            idle_timeout: None,
+            max_line: None,
+            allow: vec![],
+            deny: vec![],
+            udp_rate: None,
+        }
+    }
+
+    fn parse(text: &str) -> Result<ServerConfig, String> {
+        ServerConfig::from_toml(text, &no_cli(), DEFAULT_GRACE)
+    }
+
+    #[test]
+    fn full_file() {
+        let cfg = parse(
+            r#"
+            grace = "2s"
+            [[service]]
+            name = "ping"
+            listen = ["tcp://127.0.0.1:0", "udp://[::1]:0"]
+            max_conns = 5
+            idle_timeout = "0s"
+            max_line = "1KiB"
+            deny = ["10.0.0.0/8"]
+            [[service]]
+            name = "daytime"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(cfg.grace, Duration::from_secs(2));
+        assert_eq!(cfg.services.len(), 2);
+        let ping = &cfg.services[0];
+        assert_eq!(ping.service, Service::Ping);
+        assert_eq!(ping.listen.len(), 2);
+        assert_eq!(ping.limits.max_conns, 5);
+        assert_eq!(ping.limits.idle_timeout, None);
+        assert_eq!(ping.limits.max_line, 1024);
+        assert!(!ping.limits.access.permits("10.1.1.1".parse().unwrap()));
+        assert_eq!(
+            cfg.services[1].listen[0].to_string(),
+            "tcp://127.0.0.1:1313"
+        );
+    }
+
+    #[test]
+    fn errors_are_one_line_and_located() {
+        for (text, want) in [
+            ("[[service]]\nname = \"nope\"", "line 2"),
+            (
+                "[[service]]\nname = \"echo\"\nlisten = [\"tcp://\"]",
+                "missing host and port",
+            ),
+            ("[[service]]\nname = \"echo\"\ncolour = 1", "colour"),
+            (
+                "grace = \"soon\"\n[[service]]\nname = \"echo\"",
+                "invalid duration",
+            ),
+            ("[[service]]\nname = \"echo\"\nmax_conns = 0", "at least 1"),
+            ("", "no [[service]]"),
+            ("[[service]\n", "line 1"),
+        ] {
+            let err = parse(text).unwrap_err();
+            assert!(err.contains(want), "{text:?}: {err}");
+            assert!(!err.contains('\n'), "{err}");
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! sockit: one binary, and this library behind it, that does as real
+//! software what the classic socket-programming tutorials teach.
+//!
+//! How the crate is laid out (a byte's path is in `docs/architecture.md`):
+//!
+//! - [`cli`]: the command line; [`config`]: checked server settings built
+//!   from it or from a TOML file.
+//! - [`net`]: addresses, binding and accepting ([`net::listener`]), bounded
+//!   line framing ([`net::frame`]), access lists and UDP rate limits.
+//! - [`server`]: runs services on listeners, with connection limits, idle
+//!   timeouts and graceful shutdown ([`shutdown`]).
+//! - [`service`]: one module per service (hello, echo, ping, ...).
+//! - [`client`]: `connect` (netcat) and `send` (one-shot client).
+
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod logging;
+pub mod net;
+pub mod server;
+pub mod service;
+pub mod shutdown;
+pub mod units;

@@ -1,0 +1,407 @@
+//! Binding every kind of listening socket, and accepting with backoff.
+//!
+//! [`bind`] turns an [`Endpoint`] into a [`Bound`] socket: a stream listener
+//! (TCP, TLS's TCP, Unix) or a datagram socket (UDP, unixgram). Stream
+//! listeners share one shape, [`StreamListener`], whose `accept` yields a
+//! [`Conn`], so the server's accept loop is written once for all of them.
+//! Unix socket files are handled with care: a stale file left by a dead
+//! server is replaced, a live server's is refused, anything that is not a
+//! socket is left alone, and our own file is removed when the listener is
+//! dropped.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::{TcpListener, TcpStream, UdpSocket, UnixDatagram, UnixListener, UnixStream};
+
+use crate::net::addr::{Endpoint, HostPort};
+
+/// Pending connections the kernel queues for us; the kernel caps it at
+/// `net.core.somaxconn`.
+const BACKLOG: i32 = 4096;
+
+/// Receive buffer asked for on UDP sockets. The default (~200 KiB) drops
+/// datagrams under a burst of a few hundred in flight; the kernel caps the
+/// request at `net.core.rmem_max`.
+const UDP_RECV_BUFFER: usize = 4 << 20;
+
+/// The longest pause between retries after an accept error such as running
+/// out of file descriptors.
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// A bound socket, ready to serve.
+#[derive(Debug)]
+pub enum Bound {
+    /// Accepts connections.
+    Stream(StreamListener),
+    /// Receives datagrams.
+    Datagram(DatagramSocket),
+}
+
+/// A listener for stream connections.
+#[derive(Debug)]
+pub enum StreamListener {
+    /// TCP (and, later, TLS on top of it).
+    Tcp {
+        /// The socket.
+        listener: TcpListener,
+        /// Whether connections are to be wrapped in TLS.
+        tls: bool,
+    },
+    /// Unix-domain stream.
+    Unix {
+        /// The socket.
+        listener: UnixListener,
+        /// Removes the socket file when dropped.
+        file: SocketFile,
+    },
+}
+
+/// A datagram socket.
+#[derive(Debug)]
+pub enum DatagramSocket {
+    /// UDP.
+    Udp(UdpSocket),
+    /// Unix-domain datagram.
+    Unix {
+        /// The socket.
+        socket: UnixDatagram,
+        /// Removes the socket file when dropped.
+        file: SocketFile,
+    },
+}
+
+/// An accepted connection, before any protocol runs on it.
+#[derive(Debug)]
+pub enum Conn {
+    /// From a TCP listener.
+    Tcp(TcpStream, SocketAddr),
+    /// From a Unix listener; Unix clients are usually unnamed, so they are
+    /// told apart by a per-process counter (`unix-N`).
+    Unix(UnixStream, u64),
+}
+
+impl Conn {
+    /// The peer's IP address, for access checks (Unix peers have none).
+    pub fn peer_ip(&self) -> Option<std::net::IpAddr> {
+        match self {
+            Conn::Tcp(_, addr) => Some(addr.ip()),
+            Conn::Unix(..) => None,
+        }
+    }
+
+    /// The peer as written in logs and chat names: `127.0.0.1:40000`,
+    /// `[::1]:40000` or `unix-3`.
+    pub fn peer_name(&self) -> String {
+        match self {
+            Conn::Tcp(_, addr) => addr.to_string(),
+            Conn::Unix(_, n) => format!("unix-{n}"),
+        }
+    }
+}
+
+/// A Unix socket file that we created, removed when dropped unless
+/// something else has replaced it since.
+#[derive(Debug)]
+pub struct SocketFile {
+    path: PathBuf,
+    inode: Option<u64>,
+}
+
+impl SocketFile {
+    fn new(path: &Path) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        SocketFile {
+            path: path.to_path_buf(),
+            inode: std::fs::metadata(path).ok().map(|m| m.ino()),
+        }
+    }
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        let current = std::fs::symlink_metadata(&self.path).ok().map(|m| m.ino());
+        if current.is_some() && current == self.inode {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+impl Bound {
+    /// The address actually bound, in the address syntax: the real port
+    /// when port 0 was asked for.
+    pub fn local_endpoint(&self) -> io::Result<String> {
+        Ok(match self {
+            Bound::Stream(StreamListener::Tcp { listener, tls }) => {
+                let scheme = if *tls { "tls" } else { "tcp" };
+                format!("{scheme}://{}", listener.local_addr()?)
+            }
+            Bound::Stream(StreamListener::Unix { file, .. }) => {
+                format!("unix://{}", file.path.display())
+            }
+            Bound::Datagram(DatagramSocket::Udp(socket)) => {
+                format!("udp://{}", socket.local_addr()?)
+            }
+            Bound::Datagram(DatagramSocket::Unix { file, .. }) => {
+                format!("unixgram://{}", file.path.display())
+            }
+        })
+    }
+}
+
+/// Binds `endpoint`. A name is resolved and its first address bound.
+///
+/// # Errors
+/// Resolution, a live server on a Unix path, a non-socket file in the way,
+/// or the OS refusing the bind; each message names the address.
+pub async fn bind(endpoint: &Endpoint) -> io::Result<Bound> {
+    let named =
+        |e: io::Error| io::Error::new(e.kind(), format!("cannot listen on {endpoint}: {e}"));
+    match endpoint {
+        Endpoint::Tcp(hp) | Endpoint::Tls(hp) => {
+            let addr = first_addr(hp).await.map_err(named)?;
+            let listener = bind_tcp(addr).map_err(named)?;
+            Ok(Bound::Stream(StreamListener::Tcp {
+                listener,
+                tls: matches!(endpoint, Endpoint::Tls(_)),
+            }))
+        }
+        Endpoint::Udp(hp) => {
+            let addr = first_addr(hp).await.map_err(named)?;
+            Ok(Bound::Datagram(DatagramSocket::Udp(
+                bind_udp(addr).map_err(named)?,
+            )))
+        }
+        Endpoint::Unix(path) => {
+            clear_stale_socket(path, false).map_err(named)?;
+            let listener = UnixListener::bind(path).map_err(named)?;
+            Ok(Bound::Stream(StreamListener::Unix {
+                listener,
+                file: SocketFile::new(path),
+            }))
+        }
+        Endpoint::UnixGram(path) => {
+            clear_stale_socket(path, true).map_err(named)?;
+            let socket = UnixDatagram::bind(path).map_err(named)?;
+            Ok(Bound::Datagram(DatagramSocket::Unix {
+                socket,
+                file: SocketFile::new(path),
+            }))
+        }
+    }
+}
+
+async fn first_addr(hp: &HostPort) -> io::Result<SocketAddr> {
+    Ok(hp.resolve().await?[0])
+}
+
+fn new_socket(addr: SocketAddr, ty: Type, protocol: Protocol) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), ty, Some(protocol))?;
+    if addr.is_ipv6() {
+        // `[::]` means IPv6 only; IPv4 gets its own `-l`, so the listening
+        // lines say exactly what is served.
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = new_socket(addr, Type::STREAM, Protocol::TCP)?;
+    // Lets a restarted server bind while old connections sit in TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    TcpListener::from_std(socket.into())
+}
+
+fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = new_socket(addr, Type::DGRAM, Protocol::UDP)?;
+    // Best effort: a smaller buffer only means drops under bursts.
+    let _ = socket.set_recv_buffer_size(UDP_RECV_BUFFER);
+    let _ = socket.set_send_buffer_size(UDP_RECV_BUFFER);
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
+}
+
+/// Makes way for a Unix socket at `path`: removes a socket file nobody
+/// answers on (a dead server's), refuses a live one or any other file.
+fn clear_stale_socket(path: &Path, datagram: bool) -> io::Result<()> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "the path exists and is not a socket; not touching it",
+        ));
+    }
+    let live = if datagram {
+        std::os::unix::net::UnixDatagram::unbound()
+            .and_then(|s| s.connect(path))
+            .is_ok()
+    } else {
+        std::os::unix::net::UnixStream::connect(path).is_ok()
+    };
+    if live {
+        return Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "another server is live on this socket",
+        ));
+    }
+    std::fs::remove_file(path)
+}
+
+/// Adopts sockets passed by systemd socket activation (`LISTEN_FDS`), in
+/// order, each as whatever kind of socket it is.
+///
+/// # Errors
+/// A passed descriptor that is not a socket of a kind sockit serves.
+pub fn from_systemd() -> io::Result<Vec<Bound>> {
+    let mut fds = listenfd::ListenFd::from_env();
+    let mut bound = Vec::new();
+    for i in 0..fds.len() {
+        if let Some(l) = fds.take_tcp_listener(i).ok().flatten() {
+            l.set_nonblocking(true)?;
+            bound.push(Bound::Stream(StreamListener::Tcp {
+                listener: TcpListener::from_std(l)?,
+                tls: false,
+            }));
+        } else if let Some(s) = fds.take_udp_socket(i).ok().flatten() {
+            s.set_nonblocking(true)?;
+            bound.push(Bound::Datagram(DatagramSocket::Udp(UdpSocket::from_std(
+                s,
+            )?)));
+        } else if let Some(l) = fds.take_unix_listener(i).ok().flatten() {
+            l.set_nonblocking(true)?;
+            let path = l.local_addr()?.as_pathname().map(Path::to_path_buf);
+            bound.push(Bound::Stream(StreamListener::Unix {
+                listener: UnixListener::from_std(l)?,
+                // systemd owns the file: never remove it.
+                file: SocketFile {
+                    path: path.unwrap_or_default(),
+                    inode: None,
+                },
+            }));
+        } else if let Some(s) = fds.take_unix_datagram(i).ok().flatten() {
+            s.set_nonblocking(true)?;
+            let path = s.local_addr()?.as_pathname().map(Path::to_path_buf);
+            bound.push(Bound::Datagram(DatagramSocket::Unix {
+                socket: UnixDatagram::from_std(s)?,
+                file: SocketFile {
+                    path: path.unwrap_or_default(),
+                    inode: None,
+                },
+            }));
+        } else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "LISTEN_FDS descriptor {} is not a TCP, UDP or Unix socket",
+                    3 + i
+                ),
+            ));
+        }
+    }
+    Ok(bound)
+}
+
+impl StreamListener {
+    /// Accepts the next connection. Errors that concern only the one
+    /// connection are skipped; errors of the process (out of descriptors or
+    /// memory) are retried with backoff, logged, and never returned: a
+    /// listener outlives any burst of failures.
+    pub async fn accept(&self, unix_ids: &std::sync::atomic::AtomicU64) -> Conn {
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            let result = match self {
+                StreamListener::Tcp { listener, .. } => listener.accept().await.map(|(s, a)| {
+                    // Replies are small and latency matters more than
+                    // packet count: without this, a small reply can wait
+                    // for the peer's delayed ACK.
+                    let _ = s.set_nodelay(true);
+                    Conn::Tcp(s, a)
+                }),
+                StreamListener::Unix { listener, .. } => listener.accept().await.map(|(s, _)| {
+                    let id = unix_ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    Conn::Unix(s, id)
+                }),
+            };
+            match result {
+                Ok(conn) => return conn,
+                Err(e) if is_connection_error(&e) => {
+                    tracing::debug!(error = %e, "accept: connection failed before it was accepted");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "accept failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_ACCEPT_BACKOFF);
+                }
+            }
+        }
+    }
+}
+
+/// Errors that belong to one failed connection, not to the listener
+/// (the same split as hyper and axum make).
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::WouldBlock
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::addr::DefaultScheme;
+
+    fn ep(s: &str) -> Endpoint {
+        Endpoint::parse(s, DefaultScheme::Tcp).unwrap()
+    }
+
+    #[tokio::test]
+    async fn port_zero_reports_the_real_port() {
+        let bound = bind(&ep("tcp://127.0.0.1:0")).await.unwrap();
+        let name = bound.local_endpoint().unwrap();
+        assert!(name.starts_with("tcp://127.0.0.1:"));
+        assert!(!name.ends_with(":0"));
+        let bound = bind(&ep("udp://[::1]:0")).await.unwrap();
+        assert!(bound.local_endpoint().unwrap().starts_with("udp://[::1]:"));
+    }
+
+    #[tokio::test]
+    async fn unix_socket_files_stale_live_and_foreign() {
+        let dir = std::env::temp_dir().join(format!("sockit-listener-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.sock");
+        let endpoint = Endpoint::Unix(path.clone());
+
+        // A stale file (bound, then the socket closed without unlinking).
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        assert!(path.exists());
+        let live = bind(&endpoint).await.expect("stale socket replaced");
+        // A live one is refused.
+        let err = bind(&endpoint).await.unwrap_err();
+        assert!(err.to_string().contains("live"), "{err}");
+        drop(live);
+        assert!(!path.exists(), "our socket file is removed on drop");
+
+        // A regular file is never removed.
+        std::fs::write(&path, b"precious").unwrap();
+        assert!(bind(&endpoint).await.is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), b"precious");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,145 @@
+//! Per-source rate limiting for UDP replies, so a sockit UDP service can't
+//! be used to flood a third party whose address an attacker forged.
+//!
+//! Each source IP gets a token bucket. The table of buckets is bounded:
+//! when it is full, idle buckets are swept out, and sources that still find
+//! no slot share one overflow bucket, so an attacker cycling through forged
+//! sources gains nothing but the overflow bucket's small budget.
+//! Loopback sources are exempt: the kernel drops loopback-sourced packets
+//! arriving from outside, so they cannot be forged by a remote attacker,
+//! and local load tests should not be throttled.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Instant;
+
+/// How many sources are tracked at once.
+const MAX_SOURCES: usize = 4096;
+
+/// Token-bucket state for one source.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+/// Replies-per-second limiter keyed by source address.
+#[derive(Debug)]
+pub struct RateLimiter {
+    /// Sustained replies per second per source; 0 disables the limiter.
+    rate: f64,
+    /// Burst size: a source may send this many at once after idling.
+    burst: f64,
+    buckets: HashMap<IpAddr, Bucket>,
+    overflow: Bucket,
+    /// When the table was last swept; sweeps are at most once a second so
+    /// a stream of new sources cannot make every datagram cost a sweep.
+    last_sweep: Instant,
+}
+
+impl RateLimiter {
+    /// A limiter allowing `per_second` replies per source, with bursts of
+    /// twice that. `per_second == 0` allows everything.
+    pub fn new(per_second: u32) -> Self {
+        let rate = f64::from(per_second);
+        RateLimiter {
+            rate,
+            burst: rate * 2.0,
+            buckets: HashMap::new(),
+            overflow: Bucket {
+                tokens: rate * 2.0,
+                last: Instant::now(),
+            },
+            last_sweep: Instant::now(),
+        }
+    }
+
+    /// Whether a reply to `source` may be sent now; takes a token if so.
+    pub fn allow(&mut self, source: IpAddr, now: Instant) -> bool {
+        if self.rate == 0.0 || source.to_canonical().is_loopback() {
+            return true;
+        }
+        if self.buckets.len() >= MAX_SOURCES
+            && now.saturating_duration_since(self.last_sweep).as_secs() >= 1
+            && !self.buckets.contains_key(&source)
+        {
+            self.sweep(now);
+        }
+        let (rate, burst) = (self.rate, self.burst);
+        let bucket = if self.buckets.len() < MAX_SOURCES || self.buckets.contains_key(&source) {
+            self.buckets.entry(source).or_insert(Bucket {
+                tokens: burst,
+                last: now,
+            })
+        } else {
+            &mut self.overflow
+        };
+        let elapsed = now.saturating_duration_since(bucket.last).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * rate).min(burst);
+        bucket.last = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Drops buckets that have refilled completely: forgetting them
+    /// changes nothing.
+    fn sweep(&mut self, now: Instant) {
+        self.last_sweep = now;
+        let (rate, burst) = (self.rate, self.burst);
+        self.buckets.retain(|_, b| {
+            b.tokens + now.saturating_duration_since(b.last).as_secs_f64() * rate < burst
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn burst_then_steady_rate() {
+        let mut rl = RateLimiter::new(10);
+        let t0 = Instant::now();
+        let sent = (0..100).filter(|_| rl.allow(ip("192.0.2.1"), t0)).count();
+        assert_eq!(sent, 20);
+        assert!(!rl.allow(ip("192.0.2.1"), t0));
+        assert!(rl.allow(ip("192.0.2.1"), t0 + Duration::from_millis(100)));
+        // Another source has its own bucket.
+        assert!(rl.allow(ip("192.0.2.2"), t0));
+    }
+
+    #[test]
+    fn loopback_and_zero_rate_are_unlimited() {
+        let mut rl = RateLimiter::new(1);
+        let t0 = Instant::now();
+        assert!((0..1000).all(|_| rl.allow(ip("127.0.0.1"), t0)));
+        assert!((0..1000).all(|_| rl.allow(ip("::1"), t0)));
+        let mut off = RateLimiter::new(0);
+        assert!((0..1000).all(|_| off.allow(ip("192.0.2.1"), t0)));
+    }
+
+    #[test]
+    fn forged_sources_share_the_overflow_bucket() {
+        let mut rl = RateLimiter::new(1);
+        let t0 = Instant::now();
+        let mut sent = 0;
+        for i in 0..20_000u32 {
+            let src = IpAddr::from((0xC000_0000u32 + i).to_be_bytes());
+            if rl.allow(src, t0) {
+                sent += 1;
+            }
+        }
+        // Every tracked source was answered; the rest shared 2 tokens.
+        assert_eq!(sent, MAX_SOURCES + 2);
+        assert!(rl.buckets.len() <= MAX_SOURCES);
+    }
+}

@@ -1,0 +1,124 @@
+//! The line-framed message loop shared by hello, timestamp and ping.
+//!
+//! One reply per message, in order, ending with the line end the message
+//! used (SPEC 2). Replies produced from one read are gathered into one
+//! buffer and written together, so a pipelining client costs one write per
+//! batch rather than one per line. A message with no line end that then
+//! sits idle for the flush delay is answered as a bare message, and so is a
+//! trailing fragment at EOF.
+
+use std::io;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::time::Instant;
+
+use crate::net::frame::{Frame, LineBuffer};
+use crate::service::clock::Clock;
+use crate::service::{ConnContext, IdleTimer, hello, ping, timestamp, write_bounded};
+
+/// Replies are written once this much has been gathered, even mid-batch,
+/// so a flood of pipelined lines cannot grow the reply buffer unboundedly.
+const WRITE_THRESHOLD: usize = 64 * 1024;
+
+/// The services that answer each message with one reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageKind {
+    /// `Hello, M`.
+    Hello,
+    /// `[ctime] M`.
+    Timestamp,
+    /// `pong`, or `pong REST` for `ping REST`.
+    Ping,
+}
+
+impl MessageKind {
+    /// Appends the reply to `msg` (without a line end) to `out`.
+    pub fn reply(self, msg: &[u8], out: &mut Vec<u8>, clock: &mut Clock) {
+        match self {
+            MessageKind::Hello => hello::reply(msg, out),
+            MessageKind::Timestamp => timestamp::reply(msg, out, clock),
+            MessageKind::Ping => ping::reply(msg, out),
+        }
+    }
+}
+
+/// The reply to a line over the `--max-line` limit.
+pub fn too_long_reply(max_line: usize, out: &mut Vec<u8>) {
+    use std::io::Write;
+    let _ = writeln!(out, "error: line too long (max {max_line} bytes)");
+}
+
+/// Serves one connection until the client closes, goes idle, or the
+/// shutdown grace period ends.
+///
+/// # Errors
+/// I/O errors on the stream (a reset client, say); the caller logs them.
+pub async fn serve<S>(kind: MessageKind, mut stream: S, ctx: &ConnContext) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut lines = LineBuffer::new(ctx.max_line);
+    let mut out = Vec::new();
+    let mut clock = Clock::new();
+    let mut idle = IdleTimer::new(ctx.idle_timeout);
+    let flush = tokio::time::sleep(ctx.flush_delay);
+    tokio::pin!(flush);
+    let mut partial_waiting = false;
+
+    loop {
+        tokio::select! {
+            biased;
+            _ = ctx.force_close.cancelled() => return Ok(()),
+            read = stream.read(lines.spare()) => {
+                let n = read?;
+                lines.filled(n);
+                if n == 0 {
+                    if let Some(frame) = lines.take_partial() {
+                        respond(kind, frame, ctx.max_line, &mut out, &mut clock);
+                    }
+                    write_bounded(&mut stream, &mut out, ctx, &mut idle).await?;
+                    return Ok(());
+                }
+                idle.touch();
+                while let Some(frame) = lines.next_frame() {
+                    respond(kind, frame, ctx.max_line, &mut out, &mut clock);
+                    if out.len() >= WRITE_THRESHOLD {
+                        write_bounded(&mut stream, &mut out, ctx, &mut idle).await?;
+                    }
+                }
+                write_bounded(&mut stream, &mut out, ctx, &mut idle).await?;
+                partial_waiting = lines.has_partial();
+                if partial_waiting {
+                    flush.as_mut().reset(Instant::now() + ctx.flush_delay);
+                }
+            }
+            _ = &mut flush, if partial_waiting => {
+                partial_waiting = false;
+                if let Some(frame) = lines.take_partial() {
+                    respond(kind, frame, ctx.max_line, &mut out, &mut clock);
+                }
+                write_bounded(&mut stream, &mut out, ctx, &mut idle).await?;
+            }
+            _ = idle.expired() => {
+                tracing::debug!("closing idle connection");
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn respond(
+    kind: MessageKind,
+    frame: Frame<'_>,
+    max_line: usize,
+    out: &mut Vec<u8>,
+    clock: &mut Clock,
+) {
+    match frame {
+        Frame::Line(msg, end) => {
+            kind.reply(msg, out, clock);
+            out.extend_from_slice(end.bytes());
+        }
+        Frame::TooLong => too_long_reply(max_line, out),
+    }
+}
