@@ -10,19 +10,21 @@
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Completes on the first SIGINT or SIGTERM.
+/// Installs the SIGINT/SIGTERM handlers now, and returns a future that
+/// completes on the first of them.
 ///
 /// # Errors
 /// When the signal handlers cannot be installed.
-pub async fn signal() -> std::io::Result<()> {
+pub fn signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-    }
-    Ok(())
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
+    })
 }
 
 /// The handles that tie every task of a server to its shutdown.

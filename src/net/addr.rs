@@ -276,6 +276,11 @@ fn parse_host(text: &str) -> Result<Option<Host>, String> {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     };
+    // All-numeric names are mistyped IPv4 addresses (`256.0.0.1`, `1.2.3`),
+    // which the resolver would otherwise take, or reinterpret, silently.
+    if text.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return Err(format!("host {} is not a valid IPv4 address", quote(text)));
+    }
     let name = text.strip_suffix('.').unwrap_or(text);
     if name.len() > 253 || !name.split('.').all(valid_label) {
         return Err(format!(
@@ -363,6 +368,8 @@ mod tests {
         assert!(reason("tcp://[::1]").contains("missing port"));
         assert!(reason("tcp://a b:1").contains("character"));
         assert!(reason("tcp://bad!host:1").contains("not an IP address or host name"));
+        assert!(reason("tcp://256.0.0.1:80").contains("not a valid IPv4 address"));
+        assert!(reason("1.2.3:80").contains("not a valid IPv4 address"));
         assert!(reason(&format!("unix:///{}", "a".repeat(200))).contains("107"));
     }
 

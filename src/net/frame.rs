@@ -193,6 +193,23 @@ impl LineBuffer {
         }
     }
 
+    /// How much a read into an empty, unallocated buffer may take: what
+    /// [`push`](LineBuffer::push) can hold in one call.
+    pub fn first_read_len(&self) -> usize {
+        INITIAL_CAPACITY.min(self.max_line + 2)
+    }
+
+    /// Appends bytes that were read elsewhere. Holds what one
+    /// [`spare`](LineBuffer::spare) call offers (for an empty buffer, at
+    /// least [`first_read_len`](LineBuffer::first_read_len)); any more is
+    /// dropped, so callers read no more than that.
+    pub fn push(&mut self, bytes: &[u8]) {
+        let spare = self.spare();
+        let n = spare.len().min(bytes.len());
+        spare[..n].copy_from_slice(&bytes[..n]);
+        self.filled(n);
+    }
+
     /// Whether bytes of an unfinished line are waiting (and not being
     /// discarded): the caller's cue to start its flush-delay timer.
     pub fn has_partial(&self) -> bool {
@@ -209,10 +226,14 @@ impl LineBuffer {
         self.start = end;
         self.scanned = 0;
         let msg = &self.buf[start..end];
-        Some(match msg.strip_suffix(b"\r") {
-            Some(msg) => Frame::Line(msg, LineEnd::CrLf),
-            None => Frame::Line(msg, LineEnd::Lf),
-        })
+        let (msg, end) = match msg.strip_suffix(b"\r") {
+            Some(msg) => (msg, LineEnd::CrLf),
+            None => (msg, LineEnd::Lf),
+        };
+        if msg.len() > self.max_line {
+            return Some(Frame::TooLong);
+        }
+        Some(Frame::Line(msg, end))
     }
 
     /// Bytes held by this buffer (for memory accounting).

@@ -4,6 +4,10 @@
 //! (TCP, TLS's TCP, Unix) or a datagram socket (UDP, unixgram). Stream
 //! listeners share one shape, [`StreamListener`], whose `accept` yields a
 //! [`Conn`], so the server's accept loop is written once for all of them.
+//!
+//! An accepted [`Conn`] is handed over unregistered from tokio's reactor:
+//! the server decides whether it waits, taskless, in the parking lot until
+//! its first bytes arrive, or goes straight to a task.
 //! Unix socket files are handled with care: a stale file left by a dead
 //! server is replaced, a live server's is refused, anything that is not a
 //! socket is left alone, and our own file is removed when the listener is
@@ -16,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::{TcpListener, TcpStream, UdpSocket, UnixDatagram, UnixListener, UnixStream};
+use tokio::net::{TcpListener, UdpSocket, UnixDatagram, UnixListener};
 
 use crate::net::addr::{Endpoint, HostPort};
 
@@ -75,14 +79,24 @@ pub enum DatagramSocket {
     },
 }
 
-/// An accepted connection, before any protocol runs on it.
+/// An accepted connection, non-blocking and not yet registered with any
+/// reactor (see [`Conn::into_tokio`]).
 #[derive(Debug)]
 pub enum Conn {
     /// From a TCP listener.
-    Tcp(TcpStream, SocketAddr),
+    Tcp(mio::net::TcpStream, SocketAddr),
     /// From a Unix listener; Unix clients are usually unnamed, so they are
     /// told apart by a per-process counter (`unix-N`).
-    Unix(UnixStream, u64),
+    Unix(mio::net::UnixStream, u64),
+}
+
+/// An accepted connection registered with tokio, ready for a task.
+#[derive(Debug)]
+pub enum TokioConn {
+    /// TCP.
+    Tcp(tokio::net::TcpStream),
+    /// Unix stream.
+    Unix(tokio::net::UnixStream),
 }
 
 impl Conn {
@@ -91,6 +105,25 @@ impl Conn {
         match self {
             Conn::Tcp(_, addr) => Some(addr.ip()),
             Conn::Unix(..) => None,
+        }
+    }
+
+    /// Registers the socket with tokio's reactor.
+    ///
+    /// # Errors
+    /// When the reactor refuses the registration (out of memory).
+    pub fn into_tokio(self) -> io::Result<TokioConn> {
+        Ok(match self {
+            Conn::Tcp(s, _) => TokioConn::Tcp(tokio::net::TcpStream::from_std(s.into())?),
+            Conn::Unix(s, _) => TokioConn::Unix(tokio::net::UnixStream::from_std(s.into())?),
+        })
+    }
+
+    /// The socket as a mio event source, for the parking lot.
+    pub fn source(&mut self) -> &mut dyn mio::event::Source {
+        match self {
+            Conn::Tcp(s, _) => s,
+            Conn::Unix(s, _) => s,
         }
     }
 
@@ -321,18 +354,29 @@ impl StreamListener {
     pub async fn accept(&self, unix_ids: &std::sync::atomic::AtomicU64) -> Conn {
         let mut backoff = Duration::from_millis(5);
         loop {
+            // `into_std` takes the socket back out of tokio's reactor (one
+            // epoll_ctl); tokio's listeners have no way to accept without
+            // registering, and the alternative, AsyncFd on a mio listener,
+            // needs unsafe code.
             let result = match self {
-                StreamListener::Tcp { listener, .. } => listener.accept().await.map(|(s, a)| {
-                    // Replies are small and latency matters more than
-                    // packet count: without this, a small reply can wait
-                    // for the peer's delayed ACK.
-                    let _ = s.set_nodelay(true);
-                    Conn::Tcp(s, a)
-                }),
-                StreamListener::Unix { listener, .. } => listener.accept().await.map(|(s, _)| {
-                    let id = unix_ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    Conn::Unix(s, id)
-                }),
+                StreamListener::Tcp { listener, .. } => {
+                    listener.accept().await.and_then(|(s, a)| {
+                        // Replies are small and latency matters more than
+                        // packet count: without this, a small reply can
+                        // wait for the peer's delayed ACK.
+                        let _ = s.set_nodelay(true);
+                        Ok(Conn::Tcp(mio::net::TcpStream::from_std(s.into_std()?), a))
+                    })
+                }
+                StreamListener::Unix { listener, .. } => {
+                    listener.accept().await.and_then(|(s, _)| {
+                        let id = unix_ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        Ok(Conn::Unix(
+                            mio::net::UnixStream::from_std(s.into_std()?),
+                            id,
+                        ))
+                    })
+                }
             };
             match result {
                 Ok(conn) => return conn,

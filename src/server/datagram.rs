@@ -90,8 +90,14 @@ impl DatagramServer {
                         tracing::debug!("datagram from an unbound unix socket: no reply possible");
                         continue;
                     };
+                    // Never wait for a client's full receive queue: that
+                    // would stall every other client of the socket. The
+                    // socket is non-blocking; a full queue drops the reply.
+                    // (Straight to the syscall: tokio's try_send_to trusts
+                    // a readiness flag that one full peer clears for all.)
                     if service.reply_datagram(&buf[..n], limits.max_line, &mut out, &mut state)
-                        && let Err(e) = socket.send_to(&out, path).await
+                        && let Err(e) = socket2::SockAddr::unix(path)
+                            .and_then(|to| socket2::SockRef::from(socket).send_to(&out, &to))
                     {
                         tracing::debug!(peer = %path.display(), error = %e, "send_to");
                     }

@@ -8,6 +8,7 @@
 //! ```
 
 mod datagram;
+mod parking;
 mod stream;
 
 use std::future::Future;
@@ -93,8 +94,8 @@ impl Server {
     /// connections finish for the grace period, and returns.
     ///
     /// # Errors
-    /// None at present: failures of single connections or datagrams are
-    /// logged, never returned.
+    /// When a listener's parking lot cannot be set up; failures of single
+    /// connections or datagrams are logged, never returned.
     pub async fn run(self, shutdown_trigger: impl Future<Output = ()>) -> anyhow::Result<()> {
         let shutdown = Shutdown::default();
         for bound in self.sockets {
@@ -107,15 +108,16 @@ impl Server {
             tracing::info!(service = bound.service.name(), addr = %bound.name, "listening");
             match bound.socket {
                 Bound::Stream(listener) => {
-                    let acceptor = stream::Acceptor::new(
-                        bound.service,
-                        listener,
-                        bound.limits,
-                        bound.permits,
+                    let handler = stream::Handler {
+                        service: bound.service,
                         ctx,
-                        &shutdown,
-                    );
+                        shutdown: shutdown.clone(),
+                    };
+                    let (acceptor, lot) =
+                        stream::Acceptor::new(listener, bound.limits, bound.permits, handler)
+                            .context("create the parking lot")?;
                     shutdown.tasks.spawn(acceptor.run());
+                    shutdown.tasks.spawn(lot);
                 }
                 Bound::Datagram(socket) => {
                     let server = datagram::DatagramServer::new(
@@ -159,19 +161,13 @@ pub fn block_on_serve(config: ServerConfig) -> anyhow::Result<()> {
         let server = Server::bind(&config).await?;
         // Install the handlers before announcing readiness, so a signal
         // sent right after the listening lines is never missed.
-        let signal = crate::shutdown::signal();
+        let signal = crate::shutdown::signal().context("install signal handlers")?;
         let mut stdout = std::io::stdout().lock();
         for endpoint in server.local_endpoints() {
             writeln!(stdout, "listening on {endpoint}")?;
         }
         stdout.flush()?;
         drop(stdout);
-        server
-            .run(async {
-                if let Err(e) = signal.await {
-                    tracing::error!(error = %e, "cannot wait for signals");
-                }
-            })
-            .await
+        server.run(signal).await
     })
 }

@@ -57,13 +57,16 @@ where
     let mut idle = IdleTimer::new(ctx.idle_timeout);
     let mut sink = [0u8; 512];
     let mut offset = 0;
+    // A half-close (the client's EOF) is not leaving: keep writing until
+    // the connection is gone.
+    let mut reading = true;
     loop {
         tokio::select! {
             biased;
             _ = ctx.force_close.cancelled() => return Ok(()),
-            n = reader.read(&mut sink) => {
+            n = reader.read(&mut sink), if reading => {
                 if n? == 0 {
-                    return Ok(());
+                    reading = false;
                 }
             }
             n = writer.write(&cycle[offset..]) => {

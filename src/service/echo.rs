@@ -3,9 +3,9 @@
 
 use std::io;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::service::{ConnContext, IdleTimer};
+use crate::service::{ConnContext, IdleTimer, ServiceStream};
 
 /// First read buffer; small so that idle connections stay cheap.
 const INITIAL_BUFFER: usize = 4 * 1024;
@@ -19,17 +19,19 @@ const MAX_BUFFER: usize = 64 * 1024;
 ///
 /// # Errors
 /// I/O errors on the stream; the caller logs them.
-pub async fn serve<S>(mut stream: S, ctx: &ConnContext, reply: bool) -> io::Result<()>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let mut buf = vec![0u8; INITIAL_BUFFER];
+pub async fn serve<S: ServiceStream>(
+    mut stream: S,
+    ctx: &ConnContext,
+    reply: bool,
+) -> io::Result<()> {
+    // Allocated at the first sign of data: idle connections stay small.
+    let mut buf = Vec::new();
     let mut idle = IdleTimer::new(ctx.idle_timeout);
     loop {
         let n = tokio::select! {
             biased;
             _ = ctx.force_close.cancelled() => return Ok(()),
-            n = stream.read(&mut buf) => n?,
+            n = read_into(&mut stream, &mut buf) => n?,
             _ = idle.expired() => return Ok(()),
         };
         if n == 0 {
@@ -49,4 +51,18 @@ where
             buf.resize(buf.len() * 2, 0);
         }
     }
+}
+
+/// Reads into `buf`. The first read goes through a stack buffer and only
+/// then allocates `buf`: a client that never sends costs no buffer.
+async fn read_into<S: ServiceStream>(stream: &mut S, buf: &mut Vec<u8>) -> io::Result<usize> {
+    if buf.is_empty() {
+        return stream
+            .read_unbuffered(INITIAL_BUFFER, |bytes| {
+                buf.resize(INITIAL_BUFFER, 0);
+                buf[..bytes.len()].copy_from_slice(bytes);
+            })
+            .await;
+    }
+    stream.read(buf).await
 }

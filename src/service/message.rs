@@ -9,12 +9,14 @@
 
 use std::io;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 
 use crate::net::frame::{Frame, LineBuffer};
 use crate::service::clock::Clock;
-use crate::service::{ConnContext, IdleTimer, hello, ping, timestamp, write_bounded};
+use crate::service::{
+    ConnContext, IdleTimer, ServiceStream, hello, ping, timestamp, write_bounded,
+};
 
 /// Replies are written once this much has been gathered, even mid-batch,
 /// so a flood of pipelined lines cannot grow the reply buffer unboundedly.
@@ -53,10 +55,11 @@ pub fn too_long_reply(max_line: usize, out: &mut Vec<u8>) {
 ///
 /// # Errors
 /// I/O errors on the stream (a reset client, say); the caller logs them.
-pub async fn serve<S>(kind: MessageKind, mut stream: S, ctx: &ConnContext) -> io::Result<()>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+pub async fn serve<S: ServiceStream>(
+    kind: MessageKind,
+    mut stream: S,
+    ctx: &ConnContext,
+) -> io::Result<()> {
     let mut lines = LineBuffer::new(ctx.max_line);
     let mut out = Vec::new();
     let mut clock = Clock::new();
@@ -69,10 +72,8 @@ where
         tokio::select! {
             biased;
             _ = ctx.force_close.cancelled() => return Ok(()),
-            read = stream.read(lines.spare()) => {
-                let n = read?;
-                lines.filled(n);
-                if n == 0 {
+            read = read_some(&mut stream, &mut lines) => {
+                if read? == 0 {
                     if let Some(frame) = lines.take_partial() {
                         respond(kind, frame, ctx.max_line, &mut out, &mut clock);
                     }
@@ -105,6 +106,21 @@ where
             }
         }
     }
+}
+
+/// Reads once into `lines` and records what came; 0 at EOF. Until the
+/// buffer has been allocated (the client's first bytes), waits without it,
+/// so a connection that never sends costs no buffer at all.
+async fn read_some<S: ServiceStream>(stream: &mut S, lines: &mut LineBuffer) -> io::Result<usize> {
+    if lines.capacity() == 0 {
+        let limit = lines.first_read_len();
+        return stream
+            .read_unbuffered(limit, |bytes| lines.push(bytes))
+            .await;
+    }
+    let n = stream.read(lines.spare()).await?;
+    lines.filled(n);
+    Ok(n)
 }
 
 fn respond(

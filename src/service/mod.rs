@@ -101,6 +101,13 @@ impl Service {
         }
     }
 
+    /// Whether a connection stays silent on our side until the client
+    /// sends (so it may wait in the parking lot); daytime, time and
+    /// chargen speak first.
+    pub fn waits_for_client(self) -> bool {
+        !matches!(self, Service::Daytime | Service::Time | Service::Chargen)
+    }
+
     /// Whether the service also answers datagrams (all current ones do).
     pub fn has_datagram(self) -> bool {
         true
@@ -119,10 +126,11 @@ impl Service {
     ///
     /// # Errors
     /// I/O errors on the stream; they end only this connection.
-    pub async fn serve_stream<S>(self, stream: S, ctx: &ConnContext) -> io::Result<()>
-    where
-        S: AsyncRead + AsyncWrite + Unpin,
-    {
+    pub async fn serve_stream<S: ServiceStream>(
+        self,
+        stream: S,
+        ctx: &ConnContext,
+    ) -> io::Result<()> {
         if let Some(kind) = self.message_kind() {
             return message::serve(kind, stream, ctx).await;
         }
@@ -176,6 +184,56 @@ impl Service {
         true
     }
 }
+
+/// A stream the services can serve: tokio's I/O traits, plus a way to
+/// wait for the peer's next bytes without lending a heap buffer while
+/// waiting. That is what keeps an idle connection small: its own buffer is
+/// allocated only once the peer has sent something.
+pub trait ServiceStream: AsyncRead + AsyncWrite + Unpin + Send {
+    /// Waits for data, reads at most `limit` bytes (and at most 4 KiB) into
+    /// a short-lived stack buffer and hands them to `take`; returns the
+    /// bytes read, 0 at EOF.
+    fn read_unbuffered<F>(
+        &mut self,
+        limit: usize,
+        take: F,
+    ) -> impl Future<Output = io::Result<usize>> + Send
+    where
+        F: FnOnce(&[u8]) + Send;
+}
+
+/// Size of the stack buffer behind [`ServiceStream::read_unbuffered`].
+const UNBUFFERED_READ: usize = 4096;
+
+macro_rules! impl_service_stream {
+    ($stream:ty) => {
+        impl ServiceStream for $stream {
+            async fn read_unbuffered<F>(&mut self, limit: usize, take: F) -> io::Result<usize>
+            where
+                F: FnOnce(&[u8]) + Send,
+            {
+                loop {
+                    // Readiness can be a false positive (tokio reports a
+                    // fresh socket as readable): `try_read` settles it.
+                    self.readable().await?;
+                    let mut stack = [0u8; UNBUFFERED_READ];
+                    let limit = limit.clamp(1, UNBUFFERED_READ);
+                    match self.try_read(&mut stack[..limit]) {
+                        Ok(n) => {
+                            take(&stack[..n]);
+                            return Ok(n);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+    };
+}
+
+impl_service_stream!(tokio::net::TcpStream);
+impl_service_stream!(tokio::net::UnixStream);
 
 /// Closes a connection after a stretch of silence, cheaply: activity only
 /// records an `Instant`; the timer is re-armed when it fires early, not on
