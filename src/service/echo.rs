@@ -27,11 +27,14 @@ pub async fn serve<S: ServiceStream>(
     // Allocated at the first sign of data: idle connections stay small.
     let mut buf = Vec::new();
     let mut idle = IdleTimer::new(ctx.idle_timeout);
+    // Made once, not per read: see message.rs.
+    let force_close = ctx.force_close.cancelled();
+    tokio::pin!(force_close);
     loop {
         let n = tokio::select! {
             biased;
-            _ = ctx.force_close.cancelled() => return Ok(()),
             n = read_into(&mut stream, &mut buf) => n?,
+            _ = &mut force_close => return Ok(()),
             _ = idle.expired() => return Ok(()),
         };
         if n == 0 {
@@ -41,8 +44,8 @@ pub async fn serve<S: ServiceStream>(
         if reply {
             tokio::select! {
                 biased;
-                _ = ctx.force_close.cancelled() => return Ok(()),
                 r = stream.write_all(&buf[..n]) => r?,
+                _ = &mut force_close => return Ok(()),
                 _ = idle.expired() => return Ok(()),
             }
             idle.touch();

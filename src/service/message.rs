@@ -65,13 +65,15 @@ pub async fn serve<S: ServiceStream>(
     let mut clock = Clock::new();
     let mut idle = IdleTimer::new(ctx.idle_timeout);
     let flush = tokio::time::sleep(ctx.flush_delay);
-    tokio::pin!(flush);
+    // Made once: a fresh `cancelled()` each turn would join and leave the
+    // token's waiter list on every read.
+    let force_close = ctx.force_close.cancelled();
+    tokio::pin!(flush, force_close);
     let mut partial_waiting = false;
 
     loop {
         tokio::select! {
             biased;
-            _ = ctx.force_close.cancelled() => return Ok(()),
             read = read_some(&mut stream, &mut lines) => {
                 if read? == 0 {
                     if let Some(frame) = lines.take_partial() {
@@ -100,6 +102,7 @@ pub async fn serve<S: ServiceStream>(
                 }
                 write_bounded(&mut stream, &mut out, ctx, &mut idle).await?;
             }
+            _ = &mut force_close => return Ok(()),
             _ = idle.expired() => {
                 tracing::debug!("closing idle connection");
                 return Ok(());
