@@ -58,52 +58,103 @@ impl DatagramServer {
         let mut buf = vec![0u8; MAX_DATAGRAM];
         let mut out = Vec::with_capacity(1024);
         let mut state = DatagramState::default();
+        // Made once: a fresh `cancelled()` per datagram would join and
+        // leave the token's waiter list every time.
+        let stop = shutdown.stop_accepting.cancelled();
+        tokio::pin!(stop);
         loop {
-            match &socket {
-                DatagramSocket::Udp(socket) => {
-                    let (n, from) = tokio::select! {
-                        _ = shutdown.stop_accepting.cancelled() => return,
-                        r = socket.recv_from(&mut buf) => match r {
-                            Ok(r) => r,
-                            Err(e) => { tracing::debug!(error = %e, "recv_from"); continue; }
-                        },
-                    };
-                    if !admit(from, &limits, &mut rate) {
-                        continue;
-                    }
-                    if service.reply_datagram(&buf[..n], limits.max_line, &mut out, &mut state)
-                        && let Err(e) = socket.send_to(&out, from).await
-                    {
-                        tracing::debug!(peer = %from, error = %e, "send_to");
-                    }
-                }
-                DatagramSocket::Unix { socket, .. } => {
-                    let (n, from) = tokio::select! {
-                        _ = shutdown.stop_accepting.cancelled() => return,
-                        r = socket.recv_from(&mut buf) => match r {
-                            Ok(r) => r,
-                            Err(e) => { tracing::debug!(error = %e, "recv_from"); continue; }
-                        },
-                    };
-                    // An unbound client has no address to reply to.
-                    let Some(path) = from.as_pathname() else {
-                        tracing::debug!("datagram from an unbound unix socket: no reply possible");
-                        continue;
-                    };
-                    // Never wait for a client's full receive queue: that
-                    // would stall every other client of the socket. The
-                    // socket is non-blocking; a full queue drops the reply.
-                    // (Straight to the syscall: tokio's try_send_to trusts
-                    // a readiness flag that one full peer clears for all.)
-                    if service.reply_datagram(&buf[..n], limits.max_line, &mut out, &mut state)
-                        && let Err(e) = socket2::SockAddr::unix(path)
-                            .and_then(|to| socket2::SockRef::from(socket).send_to(&out, &to))
-                    {
-                        tracing::debug!(peer = %path.display(), error = %e, "send_to");
-                    }
+            // Wait for readiness, then drain what the kernel has queued with
+            // direct non-blocking receives: one trip through the runtime per
+            // burst instead of one per datagram.
+            let ready = match &socket {
+                DatagramSocket::Udp(s) => tokio::select! {
+                    biased;
+                    r = s.readable() => r,
+                    _ = &mut stop => return,
+                },
+                DatagramSocket::Unix { socket: s, .. } => tokio::select! {
+                    biased;
+                    r = s.readable() => r,
+                    _ = &mut stop => return,
+                },
+            };
+            if let Err(e) = ready {
+                tracing::warn!(error = %e, "datagram socket failed");
+                return;
+            }
+            for _ in 0..DRAIN_BATCH {
+                let more = match &socket {
+                    DatagramSocket::Udp(socket) => match socket.try_recv_from(&mut buf) {
+                        Ok((n, from)) => {
+                            if admit(from, &limits, &mut rate)
+                                && service.reply_datagram(
+                                    &buf[..n],
+                                    limits.max_line,
+                                    &mut out,
+                                    &mut state,
+                                )
+                                && let Err(e) = socket.send_to(&out, from).await
+                            {
+                                tracing::debug!(peer = %from, error = %e, "send_to");
+                            }
+                            true
+                        }
+                        Err(e) => received_nothing(e),
+                    },
+                    DatagramSocket::Unix { socket, .. } => match socket.try_recv_from(&mut buf) {
+                        Ok((n, from)) => {
+                            // An unbound client has no address to reply to.
+                            if let Some(path) = from.as_pathname() {
+                                if service.reply_datagram(
+                                    &buf[..n],
+                                    limits.max_line,
+                                    &mut out,
+                                    &mut state,
+                                ) {
+                                    send_unix_nowait(socket, &out, path);
+                                }
+                            } else {
+                                tracing::debug!(
+                                    "datagram from an unbound unix socket: no reply possible"
+                                );
+                            }
+                            true
+                        }
+                        Err(e) => received_nothing(e),
+                    },
+                };
+                if !more {
+                    break;
                 }
             }
         }
+    }
+}
+
+/// Datagrams handled per wake-up before the loop yields to other tasks.
+const DRAIN_BATCH: usize = 64;
+
+/// Whether to keep draining after a failed receive: `WouldBlock` means the
+/// queue is empty; anything else (an ICMP error surfacing) is logged and
+/// the next datagram tried.
+fn received_nothing(e: std::io::Error) -> bool {
+    if e.kind() == std::io::ErrorKind::WouldBlock {
+        return false;
+    }
+    tracing::debug!(error = %e, "recv_from");
+    true
+}
+
+/// Replies on a unixgram socket without waiting. A client that connected
+/// to us and never reads fills its queue; waiting for it would stall
+/// every other client of the socket, so its replies are dropped instead.
+/// (Straight to the syscall: tokio's `try_send_to` trusts a readiness flag
+/// that one full peer clears for all.)
+fn send_unix_nowait(socket: &tokio::net::UnixDatagram, out: &[u8], path: &std::path::Path) {
+    if let Err(e) = socket2::SockAddr::unix(path)
+        .and_then(|to| socket2::SockRef::from(socket).send_to(out, &to))
+    {
+        tracing::debug!(peer = %path.display(), error = %e, "send_to");
     }
 }
 
