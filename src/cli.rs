@@ -56,6 +56,12 @@ pub enum Command {
     Connect(ConnectArgs),
     /// Send messages, print the replies, exit (the tutorials' one-shot client).
     Send(SendArgs),
+    /// Measure round-trip times against a ping service, like ping(8).
+    Ping(PingArgs),
+    /// Load-test an echo, ping, hello or timestamp service.
+    Bench(BenchArgs),
+    /// Join (or start) a peer-to-peer UDP mesh: every node is client and server.
+    Peer(PeerArgs),
 }
 
 /// `sockit serve`.
@@ -136,6 +142,137 @@ pub struct SendArgs {
     /// Give up when the replies have not all come by then.
     #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "5s")]
     pub timeout: Duration,
+}
+
+/// `sockit ping`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Each request is the line `ping SEQ PADDING`, one datagram each over UDP; \
+the service answers `pong SEQ PADDING`. Requests go out every INTERVAL whether or not \
+replies came; lost, duplicated and reordered replies are counted. Ctrl-C (or -c, or -w) \
+ends the run and prints the summary. Exit status 0 only if a reply came back.\n\n\
+--json prints one JSON object per line: {\"type\":\"reply\",...} per reply, then \
+{\"type\":\"summary\",...} (see docs/bench.md)."
+)]
+pub struct PingArgs {
+    /// The ping service: tcp://, udp://, unix://, unixgram:// or HOST:PORT.
+    #[arg(value_name = "ADDR")]
+    pub addr: String,
+    /// Stop after sending COUNT requests (and waiting for their replies).
+    /// Default: until Ctrl-C or -w.
+    #[arg(short = 'c', long, value_name = "COUNT", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+    /// Time between requests (at least 1ms).
+    #[arg(short = 'i', long, value_name = "INTERVAL", value_parser = parse_duration, default_value = "1s")]
+    pub interval: Duration,
+    /// Request size in bytes, line end included (at least `ping SEQ\n`).
+    #[arg(short = 's', long, value_name = "SIZE", value_parser = parse_bytes, default_value = "64")]
+    pub size: usize,
+    /// Stop after this long, however many requests were sent or answered.
+    #[arg(short = 'w', long = "deadline", value_name = "DEADLINE", value_parser = parse_duration)]
+    pub deadline: Option<Duration>,
+    /// After the last request, wait this long for outstanding replies
+    /// (default: twice the slowest round trip, at least 1s).
+    #[arg(short = 'W', long, value_name = "DUR", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Print JSON lines instead of text: one object per reply, then a summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `sockit bench`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Each request is one line, `ping 0000000000 abc...` padded to SIZE \
+(or --request LINE); each reply is one line (one datagram over UDP), so sockit's echo, \
+ping, hello and timestamp services and any line-reply server (redis's inline PING) work. \
+Closed loop keeps DEPTH requests in flight per connection; open loop (--rate) sends on \
+schedule and measures latency from the scheduled time. Exit status 1 if no request \
+completed. Fields of --json: see docs/bench.md."
+)]
+pub struct BenchArgs {
+    /// The service under load: tcp://, udp://, unix://, unixgram:// or HOST:PORT.
+    #[arg(value_name = "ADDR")]
+    pub addr: String,
+    /// Connections to open (over UDP: sockets).
+    #[arg(short = 'c', long = "connections", value_name = "CONNS", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub connections: u32,
+    /// Requests in flight on each connection (open loop: at most this many).
+    #[arg(long, value_name = "DEPTH", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub pipeline: u32,
+    /// How long to measure, after the warm-up.
+    #[arg(short = 'd', long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
+    pub duration: Duration,
+    /// Load before measuring, left out of the results.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "1s")]
+    pub warmup: Duration,
+    /// Request size in bytes, line end included (at least 5: `ping\n`).
+    #[arg(short = 's', long, value_name = "SIZE", value_parser = parse_bytes, default_value = "16")]
+    pub size: usize,
+    /// Send this line (and `\n`) as every request instead of `ping ...`.
+    #[arg(long, value_name = "LINE", conflicts_with = "size")]
+    pub request: Option<String>,
+    /// Open loop: send R requests per second in all, spread over the connections.
+    #[arg(long, value_name = "R")]
+    pub rate: Option<f64>,
+    /// A datagram request unanswered this long counts as a timeout; also the
+    /// wait for each connection's first reply.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "1s")]
+    pub timeout: Duration,
+    /// Worker threads, each with its share of the connections (default: the
+    /// CPUs this process may run on, so `taskset -c 1` means one).
+    #[arg(short = 't', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub threads: Option<u32>,
+    /// Print the result as one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `sockit peer`.
+#[derive(Debug, Args)]
+pub struct PeerArgs {
+    /// This node's UDP address (HOST:PORT means udp://HOST:PORT).
+    #[arg(
+        short,
+        long = "listen",
+        value_name = "ADDR",
+        default_value = "udp://127.0.0.1:9999"
+    )]
+    pub listen: String,
+    /// A member to join the mesh through (repeatable; any one is enough).
+    #[arg(short, long = "join", value_name = "ADDR")]
+    pub join: Vec<String>,
+    /// This node's name in messages and /peers (default: HOSTNAME-PORT).
+    #[arg(short, long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// The address other members reach this node at, when it listens on a
+    /// wildcard address such as 0.0.0.0.
+    #[arg(long, value_name = "ADDR")]
+    pub advertise: Option<String>,
+    /// Authenticate and encrypt every datagram with a key derived from this
+    /// secret; every member must use the same one. Other users can see a
+    /// command line: prefer --secret-file.
+    #[arg(long, value_name = "KEY")]
+    pub secret: Option<String>,
+    /// Like --secret, reading the secret from a file (trailing newline ignored).
+    #[arg(long, value_name = "FILE", conflicts_with = "secret")]
+    pub secret_file: Option<PathBuf>,
+    /// Script mode: one JSON object per line on stdout for every message and
+    /// membership change (commands are still read from stdin).
+    #[arg(long)]
+    pub json: bool,
+    /// Testing aid: drop this fraction (0 to 1) of outgoing datagrams.
+    #[arg(long, value_name = "P", hide = true, default_value_t = 0.0)]
+    pub simulate_loss: f64,
+    /// Testing aid: send this fraction of outgoing datagrams twice.
+    #[arg(long, value_name = "P", hide = true, default_value_t = 0.0)]
+    pub simulate_duplicate: f64,
+    /// Testing aid: delay this fraction of outgoing datagrams by up to 30ms,
+    /// so later ones overtake them.
+    #[arg(long, value_name = "P", hide = true, default_value_t = 0.0)]
+    pub simulate_reorder: f64,
 }
 
 #[cfg(test)]

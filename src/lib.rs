@@ -10,14 +10,18 @@
 //! - [`server`]: runs services on listeners, with connection limits, idle
 //!   timeouts and graceful shutdown ([`shutdown`]).
 //! - [`service`]: one module per service (hello, echo, ping, ...).
-//! - [`client`]: `connect` (netcat) and `send` (one-shot client).
+//! - [`client`]: `connect` (netcat), `send` (one-shot client), `ping`.
+//! - [`bench`]: the load generator behind `sockit bench`.
+//! - [`peer`]: the P2P UDP mesh behind `sockit peer`.
 
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod error;
 pub mod logging;
 pub mod net;
+pub mod peer;
 pub mod server;
 pub mod service;
 pub mod shutdown;

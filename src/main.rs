@@ -33,6 +33,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Connect(args) => client_runtime()?.block_on(sockit::client::connect::run(&args)),
         Command::Send(args) => client_runtime()?.block_on(sockit::client::send::run(&args)),
+        Command::Ping(args) => client_runtime()?.block_on(sockit::client::ping::run(&args)),
+        Command::Bench(args) => sockit::bench::run(&args),
+        Command::Peer(args) => sockit::peer::run(&args),
     }
 }
 

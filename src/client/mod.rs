@@ -8,6 +8,7 @@
 //! plumbing between that socket and the terminal.
 
 pub mod connect;
+pub mod ping;
 pub mod send;
 
 mod input;
