@@ -11,7 +11,7 @@
 //!   timeouts and graceful shutdown ([`shutdown`]).
 //! - [`service`]: one module per service (hello, echo, ping, ...).
 //! - [`client`]: `connect` (netcat), `send` (one-shot client), `ping`.
-//! - [`bench`]: the load generator behind `sockit bench`.
+//! - [`bench`](mod@bench): the load generator behind `sockit bench`.
 //! - [`peer`]: the P2P UDP mesh behind `sockit peer`.
 
 pub mod bench;

@@ -1,11 +1,208 @@
-//! `sockit bench`: the load generator (not in this build yet).
+//! `sockit bench ADDR`: the load generator.
+//!
+//! [`run`] checks the command line into a `load::Plan`, runs it on its own
+//! worker threads (`load`), shows a progress line on a terminal, and
+//! prints the `stats::Report` as text or JSON (`stats`).
+
+pub(crate) mod load;
+pub(crate) mod stats;
+
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
 
 use crate::cli::BenchArgs;
+use crate::error::UsageError;
+use crate::net::addr::{DefaultScheme, Endpoint};
+use load::{MIN_REQUEST, Plan, Request};
+use stats::{Report, Scenario};
 
-/// Runs a benchmark.
+/// The largest datagram request: the most a UDP datagram over IPv4 carries.
+const MAX_DATAGRAM: usize = 65_507;
+
+/// The largest stream request; sockit's own services take lines up to
+/// 64 KiB by default, and this leaves room for bigger `--max-line`s.
+const MAX_STREAM_REQUEST: usize = 16 << 20;
+
+/// Runs a benchmark. It starts its own runtimes (one per worker thread),
+/// so it is called outside any runtime.
 ///
 /// # Errors
-/// Always, for now: the load generator is not in this build.
-pub fn run(_args: &BenchArgs) -> anyhow::Result<()> {
-    anyhow::bail!("bench is not available in this build")
+/// Bad options or address (exit status 2); a connection that cannot be
+/// opened or does not answer; no request completed.
+pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    let plan = plan(args)?;
+    let mut display = Display::new(&plan);
+    let interrupted = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let outcome = load::run(&plan, &mut display, interrupted);
+    display.finish();
+    let outcome = outcome?;
+
+    let scenario = Scenario {
+        addr: plan.addr.clone(),
+        transport: plan.endpoint.scheme(),
+        mode: if plan.rate.is_some() {
+            "open"
+        } else {
+            "closed"
+        },
+        connections: plan.connections,
+        pipeline: plan.pipeline,
+        threads: plan.threads.min(plan.connections),
+        request_size: plan.request.bytes.len(),
+        target_rate: plan.rate,
+        warmup_s: plan.warmup.as_secs_f64(),
+    };
+    let report = Report::new(scenario, outcome.elapsed, &outcome.totals, &outcome.latency);
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", report.to_json())?;
+    } else {
+        write!(out, "{}", report.to_text())?;
+    }
+    out.flush().context("write to stdout")?;
+    if report.requests == 0 {
+        return Err(anyhow!(
+            "no request to {} completed in {:.1}s",
+            plan.addr,
+            report.duration_s
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the command line.
+fn plan(args: &BenchArgs) -> anyhow::Result<Plan> {
+    let endpoint = Endpoint::parse(&args.addr, DefaultScheme::Tcp)?;
+    let usage = |msg: String| -> anyhow::Error { UsageError(msg).into() };
+    let request = match &args.request {
+        Some(line) if line.contains(['\n', '\r']) => {
+            return Err(usage(
+                "invalid request: --request is one line, without a line end".into(),
+            ));
+        }
+        Some(line) => Request::custom(line),
+        None if args.size < MIN_REQUEST => {
+            return Err(usage(format!(
+                "invalid size {}: at least {MIN_REQUEST} bytes (`ping\\n`)",
+                args.size
+            )));
+        }
+        None => Request::generated(args.size),
+    };
+    let max = if endpoint.is_datagram() {
+        MAX_DATAGRAM
+    } else {
+        MAX_STREAM_REQUEST
+    };
+    if request.bytes.len() > max {
+        return Err(usage(format!(
+            "invalid size {}: at most {max} bytes over {}",
+            request.bytes.len(),
+            endpoint.scheme()
+        )));
+    }
+    if let Some(rate) = args.rate
+        && !(rate.is_finite() && rate > 0.0)
+    {
+        return Err(usage(format!(
+            "invalid rate {rate}: a number of requests per second above 0"
+        )));
+    }
+    if args.duration.is_zero() {
+        return Err(usage("invalid duration 0s: measure for some time".into()));
+    }
+    if args.timeout.is_zero() {
+        return Err(usage("invalid timeout 0s".into()));
+    }
+    let threads = match args.threads {
+        Some(n) => n as usize,
+        None => std::thread::available_parallelism().map_or(1, usize::from),
+    };
+    let addr = endpoint.to_string();
+    Ok(Plan {
+        endpoint,
+        addr,
+        connections: args.connections as usize,
+        pipeline: args.pipeline as usize,
+        threads,
+        warmup: args.warmup,
+        duration: args.duration,
+        rate: args.rate,
+        timeout: args.timeout,
+        request,
+    })
+}
+
+/// The live progress line: an indicatif bar on stderr when stderr is a
+/// terminal, nothing otherwise (scripts and CI get the result alone).
+struct Display {
+    bar: Option<indicatif::ProgressBar>,
+    warmup: Duration,
+    /// The counts and time of the previous tick, for the live rate.
+    last: (u64, Duration),
+}
+
+impl Display {
+    fn new(plan: &Plan) -> Display {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let total = plan.warmup + plan.duration;
+            let bar = indicatif::ProgressBar::with_draw_target(
+                Some(total.as_millis() as u64),
+                indicatif::ProgressDrawTarget::stderr(),
+            );
+            let style = indicatif::ProgressStyle::with_template("{bar:30} {elapsed:>4} {msg}")
+                .expect("a valid template")
+                .progress_chars("=> ");
+            bar.set_style(style);
+            bar.set_message(format!("connecting to {}", plan.addr));
+            bar
+        });
+        Display {
+            bar,
+            warmup: plan.warmup,
+            last: (0, Duration::ZERO),
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl load::Watch for Display {
+    fn tick(&mut self, elapsed: Duration, replies: u64, errors: u64) {
+        let Some(bar) = &self.bar else {
+            return;
+        };
+        let (last_replies, last_time) = self.last;
+        let span = elapsed.saturating_sub(last_time).as_secs_f64();
+        bar.set_position(elapsed.as_millis() as u64);
+        if last_time.is_zero() && replies == 0 {
+            // Connected, nothing back yet: say so rather than "connecting".
+            bar.set_message(if elapsed < self.warmup {
+                "warm-up"
+            } else {
+                "running"
+            });
+        }
+        if span < 0.5 {
+            return;
+        }
+        let rate = (replies - last_replies) as f64 / span;
+        self.last = (replies, elapsed);
+        let phase = if elapsed < self.warmup {
+            "warm-up, "
+        } else {
+            ""
+        };
+        bar.set_message(format!("{phase}{rate:.0} req/s, {errors} errors"));
+    }
 }

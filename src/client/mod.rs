@@ -13,6 +13,6 @@ pub mod send;
 
 mod input;
 mod output;
-mod socket;
+pub(crate) mod socket;
 
 pub use socket::ClientError;

@@ -171,6 +171,60 @@ impl Datagram {
             DatagramSocket::Unix { socket, .. } => socket.recv(buf).await,
         }
     }
+
+    /// Polls to send one datagram, for callers that drive the socket from
+    /// their own `poll` (the load generator, which must not build a future
+    /// per request).
+    ///
+    /// # Errors
+    /// As [`Datagram::send`].
+    pub(crate) fn poll_send(
+        &self,
+        cx: &mut std::task::Context<'_>,
+        datagram: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        match &self.0 {
+            DatagramSocket::Udp(socket) => socket.poll_send(cx, datagram),
+            #[cfg(unix)]
+            DatagramSocket::Unix { socket, .. } => socket.poll_send(cx, datagram),
+        }
+    }
+
+    /// Forgets that the socket was readable, without a system call, so the
+    /// next [`Datagram::poll_recv`] waits for a new datagram instead of
+    /// first finding out with a `recv` that fails with `EAGAIN`.
+    ///
+    /// Only for a caller that knows nothing is queued (the load generator,
+    /// once every request it sent is answered). Were it wrong, nothing
+    /// hangs: every arriving datagram marks the socket readable again, and
+    /// the next receive takes the queued one first.
+    pub(crate) fn forget_readable(&self) {
+        let pretend = || Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock));
+        let _ = match &self.0 {
+            DatagramSocket::Udp(socket) => socket.try_io(tokio::io::Interest::READABLE, pretend),
+            #[cfg(unix)]
+            DatagramSocket::Unix { socket, .. } => {
+                socket.try_io(tokio::io::Interest::READABLE, pretend)
+            }
+        };
+    }
+
+    /// Polls to receive one datagram into `buf`, as [`Datagram::poll_send`]
+    /// is to [`Datagram::send`].
+    ///
+    /// # Errors
+    /// As [`Datagram::recv`].
+    pub(crate) fn poll_recv(
+        &self,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        match &self.0 {
+            DatagramSocket::Udp(socket) => socket.poll_recv(cx, buf),
+            #[cfg(unix)]
+            DatagramSocket::Unix { socket, .. } => socket.poll_recv(cx, buf),
+        }
+    }
 }
 
 /// Runs a datagram session until it ends or Ctrl-C comes.

@@ -1,0 +1,413 @@
+//! What a load run measured, and how it is reported: [`Latency`] wraps the
+//! HdrHistogram every worker records into (also used by `sockit ping`),
+//! [`Totals`] holds the counters, and [`Report`] turns both into the text
+//! summary or the `--json` object (fields documented in `docs/bench.md`).
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// The largest latency a histogram holds; longer ones are recorded as this.
+/// An hour is far beyond any timeout either client uses.
+const MAX_LATENCY: Duration = Duration::from_secs(3600);
+
+/// Three significant digits: 0.1% error at any magnitude, which is below
+/// the noise of a round trip on any machine.
+const SIGNIFICANT_DIGITS: u8 = 3;
+
+/// A latency histogram in nanoseconds.
+///
+/// It costs about 260 KB, so the load generator keeps one per worker
+/// thread, shared by that thread's connections, not one per connection.
+#[derive(Clone)]
+pub(crate) struct Latency(Histogram<u64>);
+
+impl Default for Latency {
+    fn default() -> Self {
+        Latency::new()
+    }
+}
+
+impl Latency {
+    /// An empty histogram.
+    pub(crate) fn new() -> Latency {
+        let max = MAX_LATENCY.as_nanos() as u64;
+        Latency(
+            Histogram::new_with_bounds(1, max, SIGNIFICANT_DIGITS)
+                .expect("constant histogram bounds are valid"),
+        )
+    }
+
+    /// Records one latency; anything over an hour counts as an hour.
+    pub(crate) fn record(&mut self, latency: Duration) {
+        self.record_n(latency, 1);
+    }
+
+    /// Records `count` equal latencies.
+    pub(crate) fn record_n(&mut self, latency: Duration, count: u64) {
+        let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+        self.0.saturating_record_n(nanos.max(1), count);
+    }
+
+    /// Adds every value of `other`.
+    pub(crate) fn merge(&mut self, other: &Latency) {
+        // Both have the same bounds, so adding cannot fail.
+        let _ = self.0.add(&other.0);
+    }
+
+    /// How many latencies were recorded.
+    pub(crate) fn count(&self) -> u64 {
+        self.0.len()
+    }
+
+    /// The latency at `percentile` (0-100).
+    pub(crate) fn percentile(&self, percentile: f64) -> Duration {
+        Duration::from_nanos(self.0.value_at_percentile(percentile))
+    }
+
+    /// The summary figures, or `None` when nothing was recorded.
+    pub(crate) fn summary(&self) -> Option<LatencySummary> {
+        if self.count() == 0 {
+            return None;
+        }
+        let h = &self.0;
+        Some(LatencySummary {
+            min: millis_f64(h.min()),
+            mean: round_micros(h.mean() / 1e6),
+            max: millis_f64(h.max()),
+            stdev: round_micros(h.stdev() / 1e6),
+            p50: millis(self.percentile(50.0)),
+            p90: millis(self.percentile(90.0)),
+            p99: millis(self.percentile(99.0)),
+            p99_9: millis(self.percentile(99.9)),
+            p99_99: millis(self.percentile(99.99)),
+        })
+    }
+}
+
+/// Latency figures in milliseconds, rounded to the microsecond.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct LatencySummary {
+    pub(crate) min: f64,
+    pub(crate) mean: f64,
+    pub(crate) max: f64,
+    pub(crate) stdev: f64,
+    pub(crate) p50: f64,
+    pub(crate) p90: f64,
+    pub(crate) p99: f64,
+    #[serde(rename = "p99.9")]
+    pub(crate) p99_9: f64,
+    #[serde(rename = "p99.99")]
+    pub(crate) p99_99: f64,
+}
+
+/// A duration in milliseconds, rounded to the microsecond, for JSON.
+pub(crate) fn millis(d: Duration) -> f64 {
+    round_micros(d.as_secs_f64() * 1e3)
+}
+
+fn millis_f64(nanos: u64) -> f64 {
+    round_micros(nanos as f64 / 1e6)
+}
+
+fn round_micros(ms: f64) -> f64 {
+    (ms * 1e3).round() / 1e3
+}
+
+/// A duration in milliseconds the way ping(8) prints one: three decimals
+/// below 1 ms, fewer as it grows, so every figure has about three digits.
+pub(crate) fn format_ms(ms: f64) -> String {
+    if ms >= 100.0 {
+        format!("{ms:.0}")
+    } else if ms >= 10.0 {
+        format!("{ms:.1}")
+    } else if ms >= 1.0 {
+        format!("{ms:.2}")
+    } else {
+        format!("{ms:.3}")
+    }
+}
+
+/// A byte count in binary units, as sizes are written on the command line.
+pub(crate) fn format_bytes(bytes: f64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{value:.0} B")
+    } else {
+        format!("{value:.2} {}", UNITS[unit])
+    }
+}
+
+/// The counters of a run (or of one worker), inside the measured window.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Totals {
+    /// Requests that got their reply.
+    pub(crate) requests: u64,
+    pub(crate) bytes_sent: u64,
+    pub(crate) bytes_received: u64,
+    /// Requests that did not get a reply (timed out, or lost with a broken
+    /// connection), and connections that could not be reopened.
+    pub(crate) errors: u64,
+    /// Of the errors, the datagram requests whose reply did not come within
+    /// `--timeout`.
+    pub(crate) timeouts: u64,
+    /// Replies that matched no request in flight: a datagram reply after its
+    /// request timed out, or a stream line no request asked for.
+    pub(crate) unexpected: u64,
+}
+
+impl Totals {
+    /// Adds `other`'s counts.
+    pub(crate) fn add(&mut self, other: &Totals) {
+        self.requests += other.requests;
+        self.bytes_sent += other.bytes_sent;
+        self.bytes_received += other.bytes_received;
+        self.errors += other.errors;
+        self.timeouts += other.timeouts;
+        self.unexpected += other.unexpected;
+    }
+}
+
+/// What a run was asked to do, as the report repeats it.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Scenario {
+    pub(crate) addr: String,
+    pub(crate) transport: &'static str,
+    /// `closed` (keep `pipeline` requests in flight) or `open` (`--rate`).
+    pub(crate) mode: &'static str,
+    pub(crate) connections: usize,
+    pub(crate) pipeline: usize,
+    pub(crate) threads: usize,
+    /// Bytes per request, line end included.
+    pub(crate) request_size: usize,
+    /// Requests per second asked for (open loop only).
+    pub(crate) target_rate: Option<f64>,
+    pub(crate) warmup_s: f64,
+}
+
+/// The outcome of a run: the `--json` object, and the text summary.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Report {
+    #[serde(flatten)]
+    pub(crate) scenario: Scenario,
+    /// The measured window: `-d`, or less after Ctrl-C.
+    pub(crate) duration_s: f64,
+    pub(crate) requests: u64,
+    pub(crate) requests_per_sec: f64,
+    pub(crate) bytes_sent: u64,
+    pub(crate) bytes_received: u64,
+    pub(crate) sent_bytes_per_sec: f64,
+    pub(crate) received_bytes_per_sec: f64,
+    pub(crate) errors: u64,
+    pub(crate) timeouts: u64,
+    pub(crate) unexpected_replies: u64,
+    /// Milliseconds; from the intended send time in open loop. `null` when
+    /// no request completed.
+    pub(crate) latency_ms: Option<LatencySummary>,
+}
+
+impl Report {
+    /// Builds the report of a run that measured for `elapsed`.
+    pub(crate) fn new(
+        scenario: Scenario,
+        elapsed: Duration,
+        totals: &Totals,
+        latency: &Latency,
+    ) -> Report {
+        let secs = elapsed.as_secs_f64();
+        let per_sec = |n: u64| {
+            if secs > 0.0 {
+                (n as f64 / secs * 10.0).round() / 10.0
+            } else {
+                0.0
+            }
+        };
+        Report {
+            scenario,
+            duration_s: (secs * 1e3).round() / 1e3,
+            requests: totals.requests,
+            requests_per_sec: per_sec(totals.requests),
+            bytes_sent: totals.bytes_sent,
+            bytes_received: totals.bytes_received,
+            sent_bytes_per_sec: per_sec(totals.bytes_sent),
+            received_bytes_per_sec: per_sec(totals.bytes_received),
+            errors: totals.errors,
+            timeouts: totals.timeouts,
+            unexpected_replies: totals.unexpected,
+            latency_ms: latency.summary(),
+        }
+    }
+
+    /// The `--json` object, on one line.
+    pub(crate) fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a report always serialises")
+    }
+
+    /// The text summary, one figure per line.
+    pub(crate) fn to_text(&self) -> String {
+        let s = &self.scenario;
+        let mut out = String::new();
+        let mode = match s.target_rate {
+            Some(rate) => format!("open loop at {rate} req/s"),
+            None => "closed loop".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "{}: {} connection{} x {} pipeline, {}, {}-byte requests, {} thread{}",
+            s.addr,
+            s.connections,
+            plural(s.connections),
+            s.pipeline,
+            mode,
+            s.request_size,
+            s.threads,
+            plural(s.threads),
+        );
+        let _ = writeln!(
+            out,
+            "  duration  {:.2}s (after {:.2}s warm-up)",
+            self.duration_s, s.warmup_s
+        );
+        let _ = writeln!(
+            out,
+            "  requests  {} ({:.1}/s)",
+            self.requests, self.requests_per_sec
+        );
+        let _ = writeln!(
+            out,
+            "  sent      {} ({}/s)",
+            format_bytes(self.bytes_sent as f64),
+            format_bytes(self.sent_bytes_per_sec)
+        );
+        let _ = writeln!(
+            out,
+            "  received  {} ({}/s)",
+            format_bytes(self.bytes_received as f64),
+            format_bytes(self.received_bytes_per_sec)
+        );
+        let _ = write!(
+            out,
+            "  errors    {} ({} timeouts",
+            self.errors, self.timeouts
+        );
+        if self.unexpected_replies > 0 {
+            let _ = write!(out, ", {} unexpected replies", self.unexpected_replies);
+        }
+        out.push_str(")\n");
+        match &self.latency_ms {
+            None => out.push_str("  latency   no request completed\n"),
+            Some(l) => {
+                let _ = writeln!(
+                    out,
+                    "  latency   min {}  avg {}  max {}  stdev {} ms",
+                    format_ms(l.min),
+                    format_ms(l.mean),
+                    format_ms(l.max),
+                    format_ms(l.stdev)
+                );
+                let _ = writeln!(
+                    out,
+                    "            p50 {}  p90 {}  p99 {}  p99.9 {}  p99.99 {} ms",
+                    format_ms(l.p50),
+                    format_ms(l.p90),
+                    format_ms(l.p99),
+                    format_ms(l.p99_9),
+                    format_ms(l.p99_99)
+                );
+            }
+        }
+        out
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_come_from_the_histogram() {
+        let mut l = Latency::new();
+        for us in 1..=1000 {
+            l.record(Duration::from_micros(us));
+        }
+        let s = l.summary().unwrap();
+        assert_eq!(l.count(), 1000);
+        assert_eq!(s.min, 0.001);
+        assert!((s.p50 - 0.5).abs() < 0.001, "{}", s.p50);
+        assert!((s.p99 - 0.99).abs() < 0.001, "{}", s.p99);
+        assert!((s.max - 1.0).abs() < 0.001, "{}", s.max);
+        let mut merged = Latency::new();
+        merged.merge(&l);
+        merged.merge(&l);
+        assert_eq!(merged.count(), 2000);
+        assert!(Latency::new().summary().is_none());
+    }
+
+    #[test]
+    fn huge_latencies_saturate() {
+        let mut l = Latency::new();
+        l.record(Duration::from_secs(10 * 3600));
+        l.record(Duration::ZERO);
+        assert_eq!(l.count(), 2);
+    }
+
+    #[test]
+    fn milliseconds_read_like_ping() {
+        assert_eq!(format_ms(0.0834), "0.083");
+        assert_eq!(format_ms(1.5), "1.50");
+        assert_eq!(format_ms(12.345), "12.3");
+        assert_eq!(format_ms(250.4), "250");
+    }
+
+    #[test]
+    fn bytes_in_binary_units() {
+        assert_eq!(format_bytes(512.0), "512 B");
+        assert_eq!(format_bytes(1536.0), "1.50 KiB");
+        assert_eq!(format_bytes(3.0 * 1024.0 * 1024.0), "3.00 MiB");
+    }
+
+    #[test]
+    fn report_renders_text_and_json() {
+        let mut latency = Latency::new();
+        latency.record(Duration::from_micros(80));
+        let totals = Totals {
+            requests: 100,
+            bytes_sent: 1600,
+            bytes_received: 1600,
+            ..Totals::default()
+        };
+        let scenario = Scenario {
+            addr: "tcp://127.0.0.1:1".into(),
+            transport: "tcp",
+            mode: "closed",
+            connections: 1,
+            pipeline: 1,
+            threads: 1,
+            request_size: 16,
+            target_rate: None,
+            warmup_s: 0.0,
+        };
+        let report = Report::new(scenario, Duration::from_secs(2), &totals, &latency);
+        assert_eq!(report.requests_per_sec, 50.0);
+        let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+        assert_eq!(json["requests"], 100);
+        assert_eq!(json["mode"], "closed");
+        assert_eq!(json["latency_ms"]["p50"], 0.08);
+        assert!(json["latency_ms"]["p99.9"].is_number());
+        let text = report.to_text();
+        assert!(text.contains("requests  100 (50.0/s)"), "{text}");
+        assert!(text.contains("p50 0.080"), "{text}");
+    }
+}
