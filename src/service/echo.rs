@@ -48,7 +48,6 @@ pub async fn serve<S: ServiceStream>(
                 _ = &mut force_close => return Ok(()),
                 _ = idle.expired() => return Ok(()),
             }
-            idle.touch();
         }
         if n == buf.len() && buf.len() < MAX_BUFFER {
             buf.resize(buf.len() * 2, 0);
