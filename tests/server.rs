@@ -622,6 +622,7 @@ fn a_signal_right_after_the_listening_lines_is_a_clean_shutdown() {
 // --- UDP loop guard ---------------------------------------------------------
 
 #[test]
+#[ignore = "needs root: binds source ports below 1024 (.ci/run runs it)"]
 fn datagrams_from_classic_service_ports_are_dropped() {
     let dir = TempDir::new("classic");
     let p = serve(&["ping", "-q", "-l", "udp://127.0.0.1:0"], 1);
