@@ -3,28 +3,42 @@
 //!
 //! The sequence (SPEC 2): a signal arrives → listeners stop accepting and
 //! datagram loops stop → open connections may finish for the grace period
-//! → whatever is still open is closed → the process exits 0. The server's
-//! `run` takes the trigger as a future, so tests fire it with a oneshot and
-//! the binary with [`signal`].
+//! → whatever is still open is closed → the process exits 0. A second
+//! signal cuts the grace period short. The server's `run` takes both
+//! triggers as futures, so tests fire them however they like and the
+//! binary with [`Signals`].
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Installs the SIGINT/SIGTERM handlers now, and returns a future that
-/// completes on the first of them.
-///
-/// # Errors
-/// When the signal handlers cannot be installed.
-pub fn signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    Ok(async move {
+/// SIGINT and SIGTERM, installed when made: a signal that arrives before
+/// anyone waits is kept, not lost.
+#[derive(Debug)]
+pub struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Installs the handlers now.
+    ///
+    /// # Errors
+    /// When the signal handlers cannot be installed.
+    pub fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Completes on the next SIGINT or SIGTERM, naming it.
+    pub async fn next(&mut self) -> &'static str {
         tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
         }
-    })
+    }
 }
 
 /// The handles that tie every task of a server to its shutdown.

@@ -521,6 +521,23 @@ fn grace_period_ends_a_client_that_never_closes() {
 }
 
 #[test]
+fn a_second_signal_ends_the_grace_period_at_once() {
+    let mut p = serve(
+        &["ping", "-q", "--grace", "60s", "-l", "tcp://127.0.0.1:0"],
+        1,
+    );
+    let mut s = connect(&p.addrs[0]);
+    roundtrip(&mut *s, b"ping 1\n", b"pong 1\n");
+    p.signal("INT");
+    // Still served during the grace period...
+    roundtrip(&mut *s, b"ping 2\n", b"pong 2\n");
+    // ...until the second signal, long before the 60s are up.
+    p.signal("INT");
+    p.assert_exits_0(Duration::from_secs(5));
+    assert_eq!(read_to_eof(&mut *s), b"", "the open client is closed");
+}
+
+#[test]
 fn sigint_stops_the_server_too() {
     let dir = TempDir::new("sigint");
     let mut p = serve(

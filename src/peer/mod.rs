@@ -58,10 +58,12 @@ async fn run_node(config: PeerConfig) -> anyhow::Result<()> {
     let local = socket.local_addr()?;
     // Installed before the listening line, so a script that signals the
     // node as soon as it is up gets a clean leave.
-    let signal = crate::shutdown::signal();
+    let signals = crate::shutdown::Signals::install();
     let shutdown = async move {
-        match signal {
-            Ok(signal) => signal.await,
+        match signals {
+            Ok(mut signals) => {
+                signals.next().await;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "no signal handlers; stop with /quit");
                 std::future::pending::<()>().await;

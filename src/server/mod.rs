@@ -22,7 +22,8 @@ use tokio::sync::Semaphore;
 use crate::config::{FLUSH_DELAY, Limits, ServerConfig};
 use crate::net::listener::{self, Bound};
 use crate::service::{ConnContext, Service};
-use crate::shutdown::Shutdown;
+use crate::shutdown::{Shutdown, Signals};
+use tokio_util::sync::CancellationToken;
 
 /// How long connections closed by the end of the grace period get to
 /// notice it before the process exits anyway.
@@ -97,6 +98,20 @@ impl Server {
     /// When a listener's parking lot cannot be set up; failures of single
     /// connections or datagrams are logged, never returned.
     pub async fn run(self, shutdown_trigger: impl Future<Output = ()>) -> anyhow::Result<()> {
+        self.run_with_force(shutdown_trigger, std::future::pending())
+            .await
+    }
+
+    /// Like [`run`](Server::run), with a second trigger that ends the grace
+    /// period early (the binary's second Ctrl-C).
+    ///
+    /// # Errors
+    /// As for [`run`](Server::run).
+    pub async fn run_with_force(
+        self,
+        shutdown_trigger: impl Future<Output = ()>,
+        force: impl Future<Output = ()>,
+    ) -> anyhow::Result<()> {
         let shutdown = Shutdown::default();
         for bound in self.sockets {
             let ctx = Arc::new(ConnContext {
@@ -134,11 +149,12 @@ impl Server {
         shutdown_trigger.await;
         shutdown.stop_accepting.cancel();
         shutdown.tasks.close();
-        if tokio::time::timeout(self.grace, shutdown.tasks.wait())
-            .await
-            .is_err()
-        {
-            tracing::info!(grace = ?self.grace, "grace period over; closing remaining connections");
+        let finished = tokio::select! {
+            done = tokio::time::timeout(self.grace, shutdown.tasks.wait()) => done.is_ok(),
+            _ = force => false,
+        };
+        if !finished {
+            tracing::info!("closing the connections still open");
             shutdown.force_close.cancel();
             let _ = tokio::time::timeout(FORCE_CLOSE_WAIT, shutdown.tasks.wait()).await;
         }
@@ -172,13 +188,27 @@ pub fn block_on_serve(config: ServerConfig) -> anyhow::Result<()> {
         let server = Server::bind(&config).await?;
         // Install the handlers before announcing readiness, so a signal
         // sent right after the listening lines is never missed.
-        let signal = crate::shutdown::signal().context("install signal handlers")?;
+        let mut signals = Signals::install().context("install signal handlers")?;
+        let (first, second) = (CancellationToken::new(), CancellationToken::new());
+        {
+            let (first, second) = (first.clone(), second.clone());
+            tokio::spawn(async move {
+                let name = signals.next().await;
+                tracing::info!("{name}: shutting down (again to close open connections now)");
+                first.cancel();
+                let name = signals.next().await;
+                tracing::info!("{name} again: closing open connections now");
+                second.cancel();
+            });
+        }
         let mut stdout = std::io::stdout().lock();
         for endpoint in server.local_endpoints() {
             writeln!(stdout, "listening on {endpoint}")?;
         }
         stdout.flush()?;
         drop(stdout);
-        server.run(signal).await
+        server
+            .run_with_force(first.cancelled(), second.cancelled())
+            .await
     })
 }
