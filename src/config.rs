@@ -28,7 +28,7 @@ use serde::Deserialize;
 use crate::cli::{LimitArgs, ServeArgs};
 use crate::error::UsageError;
 use crate::net::access::AccessList;
-use crate::net::addr::{DefaultScheme, Endpoint};
+use crate::net::addr::{DefaultScheme, Endpoint, HostPort};
 use crate::service::Service;
 use crate::units::{parse_bytes, parse_duration};
 
@@ -228,22 +228,13 @@ impl Limits {
 }
 
 /// The listeners of a service started without `-l`: its default port on
-/// loopback, TCP then UDP.
+/// loopback, TCP then UDP (every service answers both).
 pub fn default_listeners(service: Service) -> Vec<Endpoint> {
-    let port = service.default_port();
-    let mut list = vec![Endpoint::parse(
-        &format!("tcp://127.0.0.1:{port}"),
-        DefaultScheme::Tcp,
-    )];
-    if service.has_datagram() {
-        list.push(Endpoint::parse(
-            &format!("udp://127.0.0.1:{port}"),
-            DefaultScheme::Tcp,
-        ));
-    }
-    list.into_iter()
-        .map(|e| e.expect("default address parses"))
-        .collect()
+    let at = HostPort {
+        host: None,
+        port: service.default_port(),
+    };
+    vec![Endpoint::Tcp(at.clone()), Endpoint::Udp(at)]
 }
 
 fn parse_listeners(list: &[String]) -> Result<Vec<Endpoint>, UsageError> {

@@ -124,28 +124,6 @@ impl LineBuffer {
         Ok(n)
     }
 
-    /// Appends bytes, as a reader would (for tests and fuzzing).
-    pub fn extend(&mut self, mut bytes: &[u8]) -> Vec<Vec<u8>> {
-        let mut out = Vec::new();
-        while !bytes.is_empty() {
-            let n = self
-                .read_from::<()>(|spare| {
-                    let n = spare.len().min(bytes.len());
-                    spare[..n].copy_from_slice(&bytes[..n]);
-                    Ok(n)
-                })
-                .unwrap_or(0);
-            bytes = &bytes[n..];
-            while let Some(frame) = self.next_frame() {
-                out.push(match frame {
-                    Frame::Line(line, _) => line.to_vec(),
-                    Frame::TooLong => b"<too long>".to_vec(),
-                });
-            }
-        }
-        out
-    }
-
     /// The next complete frame, or `None` when more bytes are needed.
     pub fn next_frame(&mut self) -> Option<Frame<'_>> {
         loop {
@@ -264,15 +242,33 @@ pub fn split_datagram(datagram: &[u8]) -> (&[u8], Option<LineEnd>) {
 mod tests {
     use super::*;
 
+    /// Feeds `bytes` as reads would, returning the frames (a too-long
+    /// frame as `<too long>`).
+    fn feed(buf: &mut LineBuffer, mut bytes: &[u8]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        while !bytes.is_empty() {
+            let n = buf.spare().len().min(bytes.len());
+            buf.push(&bytes[..n]);
+            bytes = &bytes[n..];
+            while let Some(frame) = buf.next_frame() {
+                out.push(match frame {
+                    Frame::Line(line, _) => line.to_vec(),
+                    Frame::TooLong => b"<too long>".to_vec(),
+                });
+            }
+        }
+        out
+    }
+
     fn lines(max: usize, chunks: &[&[u8]]) -> Vec<Vec<u8>> {
         let mut buf = LineBuffer::new(max);
-        chunks.iter().flat_map(|c| buf.extend(c)).collect()
+        chunks.iter().flat_map(|c| feed(&mut buf, c)).collect()
     }
 
     #[test]
     fn splits_lf_and_crlf_lines() {
         let mut buf = LineBuffer::new(100);
-        buf.extend(b"");
+        feed(&mut buf, b"");
         let _ = buf.read_from::<()>(|s| {
             s[..9].copy_from_slice(b"a\r\nbb\nc\r\n");
             Ok(9)
@@ -295,12 +291,12 @@ mod tests {
     #[test]
     fn partial_is_a_bare_message() {
         let mut buf = LineBuffer::new(100);
-        assert!(buf.extend(b"World").is_empty());
+        assert!(feed(&mut buf, b"World").is_empty());
         assert!(buf.has_partial());
         assert_eq!(buf.take_partial(), Some(Frame::Line(b"World", LineEnd::Lf)));
         assert!(!buf.has_partial());
         assert_eq!(buf.take_partial(), None);
-        assert_eq!(buf.extend(b"x\n"), vec![b"x".to_vec()]);
+        assert_eq!(feed(&mut buf, b"x\n"), vec![b"x".to_vec()]);
     }
 
     #[test]
@@ -321,7 +317,7 @@ mod tests {
     fn memory_stays_bounded() {
         let mut buf = LineBuffer::new(1024);
         for _ in 0..1000 {
-            buf.extend(&[b'y'; 4000]);
+            feed(&mut buf, &[b'y'; 4000]);
         }
         assert!(buf.capacity() <= 4096, "{}", buf.capacity());
     }

@@ -456,15 +456,8 @@ impl Delivery {
                     slot.sent = Some(now);
                     slot.retransmitted = true;
                     self.stats.retransmits += 1;
-                    self.out.push(Transmit::Data {
-                        to: stream.to,
-                        dst: session,
-                        base: stream.base,
-                        seq: stream.base + i as u64,
-                        first: slot.first,
-                        more: slot.more,
-                        chunk: slot.chunk.clone(),
-                    });
+                    self.out
+                        .push(data_transmit(session, stream.to, stream.base, i, slot));
                 }
             }
             if resent {
@@ -568,6 +561,20 @@ impl SendStream {
     }
 }
 
+/// The datagram carrying `slot`, the `i`th frame of a send stream whose
+/// first queued frame is `base` (for first sends and retransmissions alike).
+fn data_transmit(session: u64, to: SocketAddr, base: u64, i: usize, slot: &Slot) -> Transmit {
+    Transmit::Data {
+        to,
+        dst: session,
+        base,
+        seq: base + i as u64,
+        first: slot.first,
+        more: slot.more,
+        chunk: slot.chunk.clone(),
+    }
+}
+
 /// Sends the frames that fit in the window and have not been sent.
 fn pump(
     session: u64,
@@ -584,15 +591,7 @@ fn pump(
         slot.sent = Some(now);
         sent_any = true;
         stats.frames_sent += 1;
-        out.push(Transmit::Data {
-            to: stream.to,
-            dst: session,
-            base: stream.base,
-            seq: stream.base + i as u64,
-            first: slot.first,
-            more: slot.more,
-            chunk: slot.chunk.clone(),
-        });
+        out.push(data_transmit(session, stream.to, stream.base, i, slot));
     }
     if sent_any && stream.timer.is_none() {
         stream.timer = Some(now + stream.rto);

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
@@ -147,14 +147,8 @@ impl Acceptor {
         self.handler.shutdown.tasks.spawn(async move {
             let tell = async {
                 match conn.into_tokio() {
-                    Ok(TokioConn::Tcp(mut s)) => {
-                        let _ = s.write_all(TOO_MANY).await;
-                        let _ = s.shutdown().await;
-                    }
-                    Ok(TokioConn::Unix(mut s)) => {
-                        let _ = s.write_all(TOO_MANY).await;
-                        let _ = s.shutdown().await;
-                    }
+                    Ok(TokioConn::Tcp(s)) => tell_too_many(s).await,
+                    Ok(TokioConn::Unix(s)) => tell_too_many(s).await,
                     Err(_) => {}
                 }
             };
@@ -162,4 +156,11 @@ impl Acceptor {
             drop(slot);
         });
     }
+}
+
+/// Says why the connection is refused, then closes our side. Failures are
+/// ignored: the client is being turned away either way.
+async fn tell_too_many(mut stream: impl AsyncWrite + Unpin) {
+    let _ = stream.write_all(TOO_MANY).await;
+    let _ = stream.shutdown().await;
 }

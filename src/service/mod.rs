@@ -108,11 +108,6 @@ impl Service {
         !matches!(self, Service::Daytime | Service::Time | Service::Chargen)
     }
 
-    /// Whether the service also answers datagrams (all current ones do).
-    pub fn has_datagram(self) -> bool {
-        true
-    }
-
     fn message_kind(self) -> Option<MessageKind> {
         match self {
             Service::Hello => Some(MessageKind::Hello),
