@@ -5,7 +5,8 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sockit::net::frame::{Frame, LineBuffer, split_datagram};
-use sockit::service::{DatagramState, Service};
+use sockit::service::message::MessageKind;
+use sockit::service::{Classic, DatagramState};
 
 /// 16 pipelined `ping N` lines, as one read delivers them.
 fn pipelined_batch() -> Vec<u8> {
@@ -40,7 +41,12 @@ fn framing(c: &mut Criterion) {
             out.clear();
             let mut reply = Vec::with_capacity(64);
             while let Some(Frame::Line(line, _)) = lines.next_frame() {
-                Service::Ping.reply_datagram(line, 64 * 1024, &mut reply, &mut state);
+                Classic::Message(MessageKind::Ping).reply_datagram(
+                    line,
+                    64 * 1024,
+                    &mut reply,
+                    &mut state,
+                );
                 out.extend_from_slice(&reply);
                 out.push(b'\n');
             }

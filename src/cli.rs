@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::service::Service;
+use crate::net::tls::ClientTlsOptions;
+use crate::service::ServiceKind;
 use crate::units::{parse_bytes, parse_duration};
 
 /// sockit: the socket-programming tutorials' servers and clients, grown up.
@@ -69,7 +70,7 @@ pub enum Command {
 pub struct ServeArgs {
     /// The service to run.
     #[arg(value_enum, required_unless_present = "config")]
-    pub service: Option<Service>,
+    pub service: Option<ServiceKind>,
     /// Where to listen (repeatable): tcp://, udp://, unix://, unixgram://,
     /// tls:// or HOST:PORT. Default: the service's port on 127.0.0.1, TCP and UDP.
     #[arg(short, long = "listen", value_name = "ADDR")]
@@ -83,6 +84,51 @@ pub struct ServeArgs {
     /// After SIGINT/SIGTERM, how long open connections may go on.
     #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "10s")]
     pub grace: Duration,
+    /// The certificate for tls:// listeners.
+    #[command(flatten)]
+    pub tls: TlsServerArgs,
+}
+
+/// The certificate and handshake limit of `tls://` listeners, shared by
+/// the command line and the config file.
+#[derive(Debug, Clone, Default, Args)]
+pub struct TlsServerArgs {
+    /// PEM certificate chain (leaf first) for tls:// listeners. Without
+    /// one, a self-signed development certificate is made at start.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Close a tls:// connection whose handshake has not finished by then.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub handshake_timeout: Option<Duration>,
+}
+
+/// How a client checks a `tls://` server (ignored for other addresses).
+#[derive(Debug, Clone, Default, Args)]
+pub struct TlsClientArgs {
+    /// Trust only the certificates in this PEM file, not the system roots.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// The server name to send (SNI) and verify; default: the address's host.
+    #[arg(long, value_name = "NAME")]
+    pub servername: Option<String>,
+    /// Do not verify the server's certificate (a warning says so).
+    #[arg(long, conflicts_with = "ca")]
+    pub insecure: bool,
+}
+
+impl TlsClientArgs {
+    /// The options as the TLS client takes them.
+    pub fn options(&self) -> ClientTlsOptions {
+        ClientTlsOptions {
+            ca: self.ca.clone(),
+            servername: self.servername.clone(),
+            insecure: self.insecure,
+            no_resume: false,
+        }
+    }
 }
 
 /// Per-service limits, shared by the command line and the config file.
@@ -112,7 +158,7 @@ pub struct LimitArgs {
 /// `sockit connect`.
 #[derive(Debug, Args)]
 pub struct ConnectArgs {
-    /// Where to connect: tcp://, udp://, unix://, unixgram:// or HOST:PORT.
+    /// Where to connect: tcp://, udp://, unix://, unixgram://, tls:// or HOST:PORT.
     #[arg(value_name = "ADDR")]
     pub addr: String,
     /// Send line ends as CRLF, as telnet does.
@@ -125,12 +171,15 @@ pub struct ConnectArgs {
     /// 1s); over streams, the connect timeout (default 10s).
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
+    /// TLS verification, for tls:// addresses.
+    #[command(flatten)]
+    pub tls: TlsClientArgs,
 }
 
 /// `sockit send`.
 #[derive(Debug, Args)]
 pub struct SendArgs {
-    /// Where to send: tcp://, udp://, unix://, unixgram:// or HOST:PORT.
+    /// Where to send: tcp://, udp://, unix://, unixgram://, tls:// or HOST:PORT.
     #[arg(value_name = "ADDR")]
     pub addr: String,
     /// The messages; each is sent as a line (one datagram each over UDP).
@@ -142,6 +191,9 @@ pub struct SendArgs {
     /// Give up when the replies have not all come by then.
     #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "5s")]
     pub timeout: Duration,
+    /// TLS verification, for tls:// addresses.
+    #[command(flatten)]
+    pub tls: TlsClientArgs,
 }
 
 /// `sockit ping`.
@@ -155,7 +207,7 @@ ends the run and prints the summary. Exit status 0 only if a reply came back.\n\
 {\"type\":\"summary\",...} (see docs/bench.md)."
 )]
 pub struct PingArgs {
-    /// The ping service: tcp://, udp://, unix://, unixgram:// or HOST:PORT.
+    /// The ping service: tcp://, udp://, unix://, unixgram://, tls:// or HOST:PORT.
     #[arg(value_name = "ADDR")]
     pub addr: String,
     /// Stop after sending COUNT requests (and waiting for their replies).
@@ -178,6 +230,9 @@ pub struct PingArgs {
     /// Print JSON lines instead of text: one object per reply, then a summary.
     #[arg(long)]
     pub json: bool,
+    /// TLS verification, for tls:// addresses.
+    #[command(flatten)]
+    pub tls: TlsClientArgs,
 }
 
 /// `sockit bench`.
@@ -191,7 +246,7 @@ schedule and measures latency from the scheduled time. Exit status 1 if no reque
 completed. Fields of --json: see docs/bench.md."
 )]
 pub struct BenchArgs {
-    /// The service under load: tcp://, udp://, unix://, unixgram:// or HOST:PORT.
+    /// The service under load: tcp://, udp://, unix://, unixgram://, tls:// or HOST:PORT.
     #[arg(value_name = "ADDR")]
     pub addr: String,
     /// Connections to open (over UDP: sockets).
@@ -228,6 +283,9 @@ pub struct BenchArgs {
     /// Print the result as one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// TLS verification, for tls:// addresses.
+    #[command(flatten)]
+    pub tls: TlsClientArgs,
 }
 
 /// `sockit peer`.
@@ -273,6 +331,17 @@ pub struct PeerArgs {
     /// so later ones overtake them.
     #[arg(long, value_name = "P", hide = true, default_value_t = 0.0)]
     pub simulate_reorder: f64,
+}
+
+/// The services as clap offers them: `sockit serve ping`.
+impl ValueEnum for ServiceKind {
+    fn value_variants<'a>() -> &'a [Self] {
+        &ServiceKind::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()).help(self.summary()))
+    }
 }
 
 #[cfg(test)]

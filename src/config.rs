@@ -18,6 +18,9 @@
 //! allow = ["127.0.0.0/8"]
 //! deny = []
 //! udp_rate = 1000            # replies/s per non-loopback source; 0: unlimited
+//! tls_cert = "/etc/sockit/cert.pem"   # for tls:// listeners; with tls_key
+//! tls_key = "/etc/sockit/key.pem"
+//! handshake_timeout = "10s"
 //! ```
 
 use std::path::Path;
@@ -25,11 +28,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::cli::{LimitArgs, ServeArgs};
+use crate::cli::{LimitArgs, ServeArgs, TlsServerArgs};
 use crate::error::UsageError;
 use crate::net::access::AccessList;
 use crate::net::addr::{DefaultScheme, Endpoint, HostPort};
-use crate::service::Service;
+use crate::net::tls::ServerIdentity;
+use crate::service::ServiceKind;
 use crate::units::{parse_bytes, parse_duration};
 
 /// Default `--max-conns`: well under the usual 20,000-descriptor limit,
@@ -42,6 +46,8 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
 /// Default `--udp-rate`.
 pub const DEFAULT_UDP_RATE: u32 = 1000;
+/// Default `--handshake-timeout`.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default shutdown grace period.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 /// How long an unterminated message waits before it is answered bare:
@@ -64,9 +70,12 @@ pub struct ServerConfig {
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
     /// Which service.
-    pub service: Service,
+    pub service: ServiceKind,
     /// Listeners to bind, in order.
     pub listen: Vec<Endpoint>,
+    /// The certificate for its `tls://` listeners, read and checked
+    /// already; `None`: a development certificate is made at start.
+    pub tls: Option<ServerIdentity>,
     /// Whether sockets passed by systemd (`LISTEN_FDS`) are adopted first.
     pub systemd: bool,
     /// The service's limits.
@@ -86,6 +95,8 @@ pub struct Limits {
     pub access: AccessList,
     /// UDP replies per second per non-loopback source; 0: unlimited.
     pub udp_rate: u32,
+    /// How long a `tls://` connection may take to finish its handshake.
+    pub handshake_timeout: Duration,
 }
 
 impl ServerConfig {
@@ -95,13 +106,18 @@ impl ServerConfig {
     /// A [`UsageError`] naming the bad address, rule, or config entry.
     pub fn from_args(args: &ServeArgs) -> Result<ServerConfig, UsageError> {
         if let Some(path) = &args.config {
-            return Self::from_file(path, &args.limits, args.grace);
+            return Self::from_file(path, &args.limits, args.grace, &args.tls);
         }
         let service = args
             .service
             .ok_or_else(|| UsageError("serve needs a SERVICE or --config FILE".into()))?;
         let listen = parse_listeners(&args.listen)?;
+        check_transports(service, &listen).map_err(UsageError)?;
         let systemd = std::env::var_os("LISTEN_FDS").is_some();
+        let mut limits = Limits::from_args(&args.limits, &Limits::default())?;
+        if let Some(timeout) = args.tls.handshake_timeout {
+            limits.handshake_timeout = check_handshake_timeout(timeout).map_err(UsageError)?;
+        }
         Ok(ServerConfig {
             services: vec![ServiceConfig {
                 service,
@@ -110,8 +126,9 @@ impl ServerConfig {
                 } else {
                     listen
                 },
+                tls: load_identity(&args.tls).map_err(UsageError)?,
                 systemd,
-                limits: Limits::from_args(&args.limits, &Limits::default())?,
+                limits,
             }],
             grace: args.grace,
         })
@@ -126,6 +143,7 @@ impl ServerConfig {
         path: &Path,
         cli: &LimitArgs,
         cli_grace: Duration,
+        cli_tls: &TlsServerArgs,
     ) -> Result<ServerConfig, UsageError> {
         let err = |msg: String| UsageError(format!("config {}: {msg}", path.display()));
         let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
@@ -133,7 +151,7 @@ impl ServerConfig {
             return Err(err(format!("larger than {MAX_CONFIG_BYTES} bytes")));
         }
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        Self::from_toml(&text, cli, cli_grace).map_err(err)
+        Self::from_toml(&text, cli, cli_grace, cli_tls).map_err(err)
     }
 
     /// Parses config text (see the module docs for the format).
@@ -144,6 +162,7 @@ impl ServerConfig {
         text: &str,
         cli: &LimitArgs,
         cli_grace: Duration,
+        cli_tls: &TlsServerArgs,
     ) -> Result<ServerConfig, String> {
         let file: ConfigFile = toml::from_str(text).map_err(|e| {
             let line = e
@@ -167,7 +186,12 @@ impl ServerConfig {
         for (i, entry) in file.service.iter().enumerate() {
             let ctx = |e: String| format!("service #{} ({}): {e}", i + 1, entry.name.name());
             let listen = parse_listeners(&entry.listen).map_err(|e| ctx(e.0))?;
-            let limits = entry.limits.to_limits(&defaults).map_err(ctx)?;
+            check_transports(entry.name, &listen).map_err(ctx)?;
+            let mut limits = entry.limits.to_limits(&defaults).map_err(ctx)?;
+            let tls = entry.tls.to_args(cli_tls).map_err(ctx)?;
+            if let Some(timeout) = tls.handshake_timeout {
+                limits.handshake_timeout = check_handshake_timeout(timeout).map_err(ctx)?;
+            }
             services.push(ServiceConfig {
                 service: entry.name,
                 listen: if listen.is_empty() {
@@ -175,6 +199,7 @@ impl ServerConfig {
                 } else {
                     listen
                 },
+                tls: load_identity(&tls).map_err(ctx)?,
                 systemd: false,
                 limits,
             });
@@ -191,6 +216,7 @@ impl Default for Limits {
             max_line: DEFAULT_MAX_LINE,
             access: AccessList::default(),
             udp_rate: DEFAULT_UDP_RATE,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
         }
     }
 }
@@ -211,6 +237,7 @@ impl Limits {
             max_line: args.max_line.unwrap_or(defaults.max_line),
             access,
             udp_rate: args.udp_rate.unwrap_or(defaults.udp_rate),
+            handshake_timeout: defaults.handshake_timeout,
         };
         limits.check().map_err(UsageError)?;
         Ok(limits)
@@ -228,13 +255,54 @@ impl Limits {
 }
 
 /// The listeners of a service started without `-l`: its default port on
-/// loopback, TCP then UDP (every service answers both).
-pub fn default_listeners(service: Service) -> Vec<Endpoint> {
+/// loopback, TCP, then UDP if it answers datagrams.
+pub fn default_listeners(service: ServiceKind) -> Vec<Endpoint> {
     let at = HostPort {
         host: None,
         port: service.default_port(),
     };
-    vec![Endpoint::Tcp(at.clone()), Endpoint::Udp(at)]
+    let mut listen = vec![Endpoint::Tcp(at.clone())];
+    if service.transports().datagram {
+        listen.push(Endpoint::Udp(at));
+    }
+    listen
+}
+
+/// Refuses a listener the service cannot be served on: `udp://` for a
+/// stream-only service, a stream for a datagram-only one.
+fn check_transports(service: ServiceKind, listen: &[Endpoint]) -> Result<(), String> {
+    let transports = service.transports();
+    for endpoint in listen {
+        let (ok, what) = if endpoint.is_datagram() {
+            (transports.datagram, "datagrams (udp://, unixgram://)")
+        } else {
+            (transports.stream, "streams (tcp://, tls://, unix://)")
+        };
+        if !ok {
+            return Err(format!(
+                "cannot listen on {endpoint}: {} does not serve {what}",
+                service.name()
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_handshake_timeout(timeout: Duration) -> Result<Duration, String> {
+    if timeout.is_zero() || timeout > Duration::from_secs(3600) {
+        return Err("--handshake-timeout must be between 1ms and 1h".into());
+    }
+    Ok(timeout)
+}
+
+/// Reads and checks the certificate and key, if given.
+fn load_identity(tls: &TlsServerArgs) -> Result<Option<ServerIdentity>, String> {
+    match (&tls.tls_cert, &tls.tls_key) {
+        (Some(cert), Some(key)) => ServerIdentity::load(cert, key).map(Some),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err("--tls-cert needs --tls-key".into()),
+        (None, Some(_)) => Err("--tls-key needs --tls-cert".into()),
+    }
 }
 
 fn parse_listeners(list: &[String]) -> Result<Vec<Endpoint>, UsageError> {
@@ -255,11 +323,39 @@ struct ConfigFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ServiceEntry {
-    name: Service,
+    name: ServiceKind,
     #[serde(default)]
     listen: Vec<String>,
     #[serde(flatten)]
     limits: LimitEntry,
+    #[serde(flatten)]
+    tls: TlsEntry,
+}
+
+/// The TLS keys of a `[[service]]` entry; the command line's are the
+/// defaults.
+#[derive(Debug, Deserialize)]
+struct TlsEntry {
+    tls_cert: Option<std::path::PathBuf>,
+    tls_key: Option<std::path::PathBuf>,
+    handshake_timeout: Option<String>,
+}
+
+impl TlsEntry {
+    fn to_args(&self, cli: &TlsServerArgs) -> Result<TlsServerArgs, String> {
+        let (tls_cert, tls_key) = match (&self.tls_cert, &self.tls_key) {
+            (None, None) => (cli.tls_cert.clone(), cli.tls_key.clone()),
+            (cert, key) => (cert.clone(), key.clone()),
+        };
+        Ok(TlsServerArgs {
+            tls_cert,
+            tls_key,
+            handshake_timeout: match &self.handshake_timeout {
+                Some(text) => Some(parse_duration(text)?),
+                None => cli.handshake_timeout,
+            },
+        })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -320,7 +416,7 @@ mod tests {
     }
 
     fn parse(text: &str) -> Result<ServerConfig, String> {
-        ServerConfig::from_toml(text, &no_cli(), DEFAULT_GRACE)
+        ServerConfig::from_toml(text, &no_cli(), DEFAULT_GRACE, &TlsServerArgs::default())
     }
 
     #[test]
@@ -343,7 +439,7 @@ mod tests {
         assert_eq!(cfg.grace, Duration::from_secs(2));
         assert_eq!(cfg.services.len(), 2);
         let ping = &cfg.services[0];
-        assert_eq!(ping.service, Service::Ping);
+        assert_eq!(ping.service, ServiceKind::Ping);
         assert_eq!(ping.listen.len(), 2);
         assert_eq!(ping.limits.max_conns, 5);
         assert_eq!(ping.limits.idle_timeout, None);

@@ -451,18 +451,6 @@ fn connect_malformed_address_is_a_usage_error() {
 }
 
 #[test]
-fn connect_tls_says_it_is_not_available_yet() {
-    let run = sockit(&["connect", "tls://127.0.0.1:1"], "");
-    assert_eq!(
-        run.failure(1),
-        "sockit: tls://127.0.0.1:1: TLS client support is not available yet \
-         (use tcp:// for plain TCP)"
-    );
-}
-
-// ---- sockit send ----
-
-#[test]
 fn send_tcp_prints_a_reply_line_per_message() {
     let (addr, server) = tcp_server(hello_lines);
     let run = sockit(&["send", &addr, "alice", "bob", "carol"], "");

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sockit::cli::LimitArgs;
+use sockit::cli::{LimitArgs, TlsServerArgs};
 use sockit::config::{DEFAULT_GRACE, ServerConfig};
 
 fuzz_target!(|data: &[u8]| {
@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
         deny: vec![],
         udp_rate: None,
     };
-    if let Err(e) = ServerConfig::from_toml(text, &cli, DEFAULT_GRACE) {
+    if let Err(e) = ServerConfig::from_toml(text, &cli, DEFAULT_GRACE, &TlsServerArgs::default()) {
         assert!(!e.contains('\n'), "{e}");
     }
 });

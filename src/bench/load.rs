@@ -41,8 +41,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::stats::{Latency, Totals};
 use crate::client::ClientError;
-use crate::client::socket::{ByteStream, Cause, Connection, Datagram, open as open_socket};
 use crate::net::addr::Endpoint;
+use crate::net::connect::{Cause, ClientSocket, Connector, Datagram};
+use crate::net::stream::Stream;
 
 /// How long opening one connection may take.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -172,6 +173,9 @@ fn parse_seq(reply: &[u8]) -> Option<u32> {
 #[derive(Debug, Clone)]
 pub(crate) struct Plan {
     pub(crate) endpoint: Endpoint,
+    /// Opens every connection of the run (for `tls://`, with one session
+    /// cache, so reconnections resume).
+    pub(crate) connector: Connector,
     /// The endpoint as printed.
     pub(crate) addr: String,
     pub(crate) connections: usize,
@@ -461,13 +465,13 @@ impl Worker {
 /// A connection that has answered its first request; a datagram socket
 /// with the next sequence number to use.
 enum Opened {
-    Stream(Box<dyn ByteStream>),
+    Stream(Stream),
     Datagram(Datagram, u32),
 }
 
 /// Opens one connection and proves it with one request and its reply.
 async fn open(plan: &Plan) -> anyhow::Result<Opened> {
-    let connection = open_socket(&plan.endpoint, CONNECT_TIMEOUT).await?;
+    let connection = plan.connector.open().await?;
     let silent = || ClientError::TimedOut {
         step: "wait for a reply from",
         target: plan.addr.clone(),
@@ -475,7 +479,7 @@ async fn open(plan: &Plan) -> anyhow::Result<Opened> {
     };
     let mut request = plan.request.clone();
     match connection {
-        Connection::Stream(mut stream) => {
+        ClientSocket::Stream(mut stream) => {
             request.stamp(0);
             let probe = async {
                 stream
@@ -489,7 +493,7 @@ async fn open(plan: &Plan) -> anyhow::Result<Opened> {
                 .map_err(|_| silent())??;
             Ok(Opened::Stream(stream))
         }
-        Connection::Datagram(socket) => {
+        ClientSocket::Datagram(socket) => {
             let mut buf = vec![0; READ_BUFFER];
             for attempt in 0..PROBE_ATTEMPTS {
                 request.stamp(attempt);
@@ -522,7 +526,7 @@ fn refused_or(step: &'static str, addr: &str, e: io::Error) -> ClientError {
 }
 
 /// Reads until a `\n` comes: the probe's reply, the only one in flight.
-async fn read_line(stream: &mut Box<dyn ByteStream>, addr: &str) -> Result<(), ClientError> {
+async fn read_line(stream: &mut Stream, addr: &str) -> Result<(), ClientError> {
     let mut buf = vec![0u8; READ_BUFFER];
     loop {
         match stream.read(&mut buf).await {
@@ -628,7 +632,7 @@ impl Timer {
 
 /// A TCP or Unix stream connection under load.
 struct StreamConn {
-    stream: Box<dyn ByteStream>,
+    stream: Stream,
     shared: Rc<Shared>,
     /// The size of one request.
     size: usize,
@@ -647,11 +651,7 @@ struct StreamConn {
 }
 
 impl StreamConn {
-    fn new(
-        stream: Box<dyn ByteStream>,
-        shared: &Rc<Shared>,
-        schedule: Option<Schedule>,
-    ) -> StreamConn {
+    fn new(stream: Stream, shared: &Rc<Shared>, schedule: Option<Schedule>) -> StreamConn {
         let plan = &shared.plan;
         StreamConn {
             stream,
@@ -681,9 +681,13 @@ impl StreamConn {
             self.phase = 0;
             self.stream = loop {
                 tokio::time::sleep(RETRY_PAUSE).await;
-                match open_socket(&self.shared.plan.endpoint, CONNECT_TIMEOUT).await {
-                    Ok(Connection::Stream(stream)) => break stream,
-                    Ok(Connection::Datagram(_)) => unreachable!("a stream endpoint opens a stream"),
+                match self.shared.plan.connector.open().await {
+                    Ok(ClientSocket::Stream(stream)) => break stream,
+                    Ok(ClientSocket::Datagram(_)) => {
+                        // A stream endpoint never opens a datagram socket;
+                        // were it to, count it as a failed reopen.
+                        self.shared.errors(1, Instant::now());
+                    }
                     Err(e) => {
                         tracing::debug!(error = %e, "reconnect failed");
                         self.shared.errors(1, Instant::now());

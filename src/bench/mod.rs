@@ -15,6 +15,7 @@ use anyhow::{Context, anyhow};
 use crate::cli::BenchArgs;
 use crate::error::UsageError;
 use crate::net::addr::{DefaultScheme, Endpoint};
+use crate::net::connect::Connector;
 use load::{MIN_REQUEST, Plan, Request};
 use stats::{Report, Scenario};
 
@@ -125,8 +126,10 @@ fn plan(args: &BenchArgs) -> anyhow::Result<Plan> {
         None => std::thread::available_parallelism().map_or(1, usize::from),
     };
     let addr = endpoint.to_string();
+    let connector = Connector::new(&endpoint, load::CONNECT_TIMEOUT, &args.tls.options())?;
     Ok(Plan {
         endpoint,
+        connector,
         addr,
         connections: args.connections as usize,
         pipeline: args.pipeline as usize,

@@ -16,9 +16,10 @@ use tokio::time::{Instant, timeout_at};
 
 use super::input::{self, LineEnds, LineSplitter, StdinChunks};
 use super::output::Output;
-use super::socket::{self, ByteStream, ClientError, Connection, Datagram, RECV_BUFFER};
+use super::socket::{self, ClientError, ClientSocket, Connector, Datagram, RECV_BUFFER};
 use crate::cli::ConnectArgs;
 use crate::net::addr::{DefaultScheme, Endpoint};
+use crate::net::stream::Stream;
 
 /// How long opening a connection may take, unless `--timeout` says.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -46,15 +47,17 @@ pub async fn run(args: &ConnectArgs) -> anyhow::Result<()> {
         Some(timeout) if !endpoint.is_datagram() => timeout,
         _ => CONNECT_TIMEOUT,
     };
-    let connection = socket::open(&endpoint, open_timeout).await?;
+    let connection = Connector::new(&endpoint, open_timeout, &args.tls.options())?
+        .open()
+        .await?;
     let stdin = input::read_stdin(std::io::stdin().is_terminal()).context("read stdin")?;
     let line_ends = LineEnds::new(args.crlf);
     let mut output = Output::new(args.hex);
     match connection {
-        Connection::Stream(stream) => {
+        ClientSocket::Stream(stream) => {
             relay_stream(stream, stdin, line_ends, &mut output, &addr).await
         }
-        Connection::Datagram(socket) => {
+        ClientSocket::Datagram(socket) => {
             let late_wait = args.timeout.unwrap_or(LATE_REPLY_WAIT);
             let datagrams = Datagrams {
                 socket: &socket,
@@ -68,7 +71,7 @@ pub async fn run(args: &ConnectArgs) -> anyhow::Result<()> {
 
 /// Runs both directions of a stream at once until the peer closes.
 async fn relay_stream(
-    stream: Box<dyn ByteStream>,
+    stream: Stream,
     stdin: StdinChunks,
     line_ends: LineEnds,
     output: &mut Output,
@@ -85,7 +88,8 @@ async fn relay_stream(
     download.await
 }
 
-/// Copies stdin to the socket, then shuts the write side.
+/// Copies stdin to the socket, then shuts the write side (over TLS:
+/// close_notify, then the TCP write shutdown, as `Stream`'s shutdown does).
 async fn upload(
     mut writer: impl AsyncWrite + Unpin,
     mut stdin: StdinChunks,

@@ -15,4 +15,4 @@ mod input;
 mod output;
 pub(crate) mod socket;
 
-pub use socket::ClientError;
+pub use crate::net::connect::ClientError;

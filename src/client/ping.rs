@@ -30,7 +30,8 @@ use crate::error::UsageError;
 use crate::net::addr::{DefaultScheme, Endpoint};
 use crate::net::frame::{Frame, LineBuffer};
 
-use super::socket::{ByteStream, Cause, ClientError, Connection, Datagram, RECV_BUFFER};
+use super::socket::{Cause, ClientError, ClientSocket, Connector, Datagram, RECV_BUFFER};
+use crate::net::stream::Stream;
 
 /// The largest request: the most a UDP datagram over IPv4 can carry.
 pub const MAX_SIZE: usize = 65_507;
@@ -70,7 +71,9 @@ pub async fn run(args: &PingArgs) -> anyhow::Result<()> {
     let connect_timeout = args
         .deadline
         .map_or(CONNECT_TIMEOUT, |d| d.min(CONNECT_TIMEOUT));
-    let connection = super::socket::open(&endpoint, connect_timeout).await?;
+    let connection = Connector::new(&endpoint, connect_timeout, &args.tls.options())?
+        .open()
+        .await?;
 
     let pinger = Pinger {
         addr: addr.clone(),
@@ -152,16 +155,16 @@ impl Pinger {
     /// # Errors
     /// A datagram socket refused before any reply (nothing listens there),
     /// an error sending that is not a refusal, or stdout failing.
-    async fn exchange(&self, connection: Connection) -> anyhow::Result<End> {
+    async fn exchange(&self, connection: ClientSocket) -> anyhow::Result<End> {
         match connection {
-            Connection::Stream(stream) => {
+            ClientSocket::Stream(stream) => {
                 let (reader, writer) = tokio::io::split(stream);
                 tokio::select! {
                     end = self.send_all(Sender::Stream(writer)) => end,
                     end = self.receive_lines(reader) => end,
                 }
             }
-            Connection::Datagram(socket) => {
+            ClientSocket::Datagram(socket) => {
                 tokio::select! {
                     end = self.send_all(Sender::Datagram(&socket)) => end,
                     end = self.receive_datagrams(&socket) => end,
@@ -486,7 +489,7 @@ fn to_json(line: &impl Serialize) -> String {
 
 /// Where requests go: the write half of a stream, or a datagram socket.
 enum Sender<'a> {
-    Stream(tokio::io::WriteHalf<Box<dyn ByteStream>>),
+    Stream(tokio::io::WriteHalf<Stream>),
     Datagram(&'a Datagram),
 }
 

@@ -17,9 +17,10 @@ use tokio::time::{Instant, timeout, timeout_at};
 
 use super::input::CHUNK;
 use super::output::Output;
-use super::socket::{self, ByteStream, ClientError, Connection, Datagram, RECV_BUFFER};
+use super::socket::{self, ClientError, ClientSocket, Connector, Datagram, RECV_BUFFER};
 use crate::cli::SendArgs;
 use crate::net::addr::{DefaultScheme, Endpoint};
+use crate::net::stream::Stream;
 use crate::units::format_duration;
 
 /// How long a server may pause inside a bare reply before the bytes so far
@@ -37,7 +38,9 @@ pub async fn run(args: &SendArgs) -> anyhow::Result<()> {
     let endpoint = Endpoint::parse(&args.addr, DefaultScheme::Tcp)?;
     let addr = endpoint.to_string();
     let deadline = Instant::now() + args.timeout;
-    let connection = socket::open(&endpoint, args.timeout).await?;
+    let connection = Connector::new(&endpoint, args.timeout, &args.tls.options())?
+        .open()
+        .await?;
     let mut exchange = Exchange {
         addr: &addr,
         raw: args.raw,
@@ -45,10 +48,10 @@ pub async fn run(args: &SendArgs) -> anyhow::Result<()> {
         replies: 0,
     };
     let finished = match connection {
-        Connection::Stream(stream) => {
+        ClientSocket::Stream(stream) => {
             timeout_at(deadline, exchange.over_stream(stream, &args.messages)).await
         }
-        Connection::Datagram(socket) => {
+        ClientSocket::Datagram(socket) => {
             let exchanging = exchange.over_datagrams(&socket, &args.messages);
             timeout_at(deadline, socket::until_interrupted(exchanging)).await
         }
@@ -84,11 +87,7 @@ enum ReplyEnd {
 }
 
 impl Exchange<'_> {
-    async fn over_stream(
-        &mut self,
-        mut stream: Box<dyn ByteStream>,
-        messages: &[String],
-    ) -> anyhow::Result<()> {
+    async fn over_stream(&mut self, mut stream: Stream, messages: &[String]) -> anyhow::Result<()> {
         let mut replies = Replies::new(self.raw.then_some(REPLY_PAUSE));
         let mut sending = true;
         for message in messages {
@@ -109,6 +108,10 @@ impl Exchange<'_> {
                 ReplyEnd::Closed if replies.received > 0 => return Ok(()),
                 ReplyEnd::Closed => bail!("connection closed by {} before any reply", self.addr),
             }
+        }
+        // Over TLS, say goodbye with close_notify rather than just vanish.
+        if let Err(e) = stream.close().await {
+            tracing::debug!(addr = %self.addr, error = %e, "could not close cleanly");
         }
         Ok(())
     }

@@ -23,6 +23,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, UdpSocket, UnixDatagram, UnixListener};
 
 use crate::net::addr::{Endpoint, HostPort};
+use crate::net::stream::{PeerAddr, Stream};
 
 /// Pending connections the kernel queues for us; the kernel caps it at
 /// `net.core.somaxconn`.
@@ -49,7 +50,7 @@ pub enum Bound {
 /// A listener for stream connections.
 #[derive(Debug)]
 pub enum StreamListener {
-    /// TCP (and, later, TLS on top of it).
+    /// TCP, or TLS on top of it.
     Tcp {
         /// The socket.
         listener: TcpListener,
@@ -80,59 +81,41 @@ pub enum DatagramSocket {
 }
 
 /// An accepted connection, non-blocking and not yet registered with any
-/// reactor (see [`Conn::into_tokio`]).
+/// reactor (see [`Conn::into_stream`]).
 #[derive(Debug)]
-pub enum Conn {
-    /// From a TCP listener.
-    Tcp(mio::net::TcpStream, SocketAddr),
-    /// From a Unix listener; Unix clients are usually unnamed, so they are
-    /// told apart by a per-process counter (`unix-N`).
-    Unix(mio::net::UnixStream, u64),
+pub struct Conn {
+    socket: ConnSocket,
+    /// Who it is from.
+    pub peer: PeerAddr,
+    /// When it was accepted: the TLS handshake deadline counts from here,
+    /// and so does the parking lot's idle check.
+    pub accepted: tokio::time::Instant,
 }
 
-/// An accepted connection registered with tokio, ready for a task.
 #[derive(Debug)]
-pub enum TokioConn {
-    /// TCP.
-    Tcp(tokio::net::TcpStream),
-    /// Unix stream.
-    Unix(tokio::net::UnixStream),
+enum ConnSocket {
+    Tcp(mio::net::TcpStream),
+    Unix(mio::net::UnixStream),
 }
 
 impl Conn {
-    /// The peer's IP address, for access checks (Unix peers have none).
-    pub fn peer_ip(&self) -> Option<std::net::IpAddr> {
-        match self {
-            Conn::Tcp(_, addr) => Some(addr.ip()),
-            Conn::Unix(..) => None,
-        }
-    }
-
-    /// Registers the socket with tokio's reactor.
+    /// Registers the socket with tokio's reactor: a plain [`Stream`]
+    /// (TLS, if the listener wants it, is set up on top of it).
     ///
     /// # Errors
     /// When the reactor refuses the registration (out of memory).
-    pub fn into_tokio(self) -> io::Result<TokioConn> {
-        Ok(match self {
-            Conn::Tcp(s, _) => TokioConn::Tcp(tokio::net::TcpStream::from_std(s.into())?),
-            Conn::Unix(s, _) => TokioConn::Unix(tokio::net::UnixStream::from_std(s.into())?),
+    pub fn into_stream(self) -> io::Result<Stream> {
+        Ok(match self.socket {
+            ConnSocket::Tcp(s) => Stream::Tcp(tokio::net::TcpStream::from_std(s.into())?),
+            ConnSocket::Unix(s) => Stream::Unix(tokio::net::UnixStream::from_std(s.into())?),
         })
     }
 
     /// The socket as a mio event source, for the parking lot.
     pub fn source(&mut self) -> &mut dyn mio::event::Source {
-        match self {
-            Conn::Tcp(s, _) => s,
-            Conn::Unix(s, _) => s,
-        }
-    }
-
-    /// The peer as written in logs and chat names: `127.0.0.1:40000`,
-    /// `[::1]:40000` or `unix-3`.
-    pub fn peer_name(&self) -> String {
-        match self {
-            Conn::Tcp(_, addr) => addr.to_string(),
-            Conn::Unix(_, n) => format!("unix-{n}"),
+        match &mut self.socket {
+            ConnSocket::Tcp(s) => s,
+            ConnSocket::Unix(s) => s,
         }
     }
 }
@@ -365,16 +348,21 @@ impl StreamListener {
                         // packet count: without this, a small reply can
                         // wait for the peer's delayed ACK.
                         let _ = s.set_nodelay(true);
-                        Ok(Conn::Tcp(mio::net::TcpStream::from_std(s.into_std()?), a))
+                        Ok(Conn {
+                            socket: ConnSocket::Tcp(mio::net::TcpStream::from_std(s.into_std()?)),
+                            peer: PeerAddr::Ip(a),
+                            accepted: tokio::time::Instant::now(),
+                        })
                     })
                 }
                 StreamListener::Unix { listener, .. } => {
                     listener.accept().await.and_then(|(s, _)| {
                         let id = unix_ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        Ok(Conn::Unix(
-                            mio::net::UnixStream::from_std(s.into_std()?),
-                            id,
-                        ))
+                        Ok(Conn {
+                            socket: ConnSocket::Unix(mio::net::UnixStream::from_std(s.into_std()?)),
+                            peer: PeerAddr::Unix(id),
+                            accepted: tokio::time::Instant::now(),
+                        })
                     })
                 }
             };

@@ -3,6 +3,9 @@
 
 pub mod access;
 pub mod addr;
+pub mod connect;
 pub mod frame;
 pub mod listener;
 pub mod ratelimit;
+pub mod stream;
+pub mod tls;

@@ -9,7 +9,7 @@ use std::time::Instant;
 use crate::config::Limits;
 use crate::net::listener::DatagramSocket;
 use crate::net::ratelimit::RateLimiter;
-use crate::service::{DatagramState, Service};
+use crate::service::{Classic, DatagramState};
 use crate::shutdown::Shutdown;
 
 /// The largest datagram we read; anything longer is truncated by the kernel
@@ -23,7 +23,7 @@ const CLASSIC_PORTS: [u16; 5] = [7, 9, 13, 19, 37];
 
 /// One datagram socket's service loop.
 pub(super) struct DatagramServer {
-    service: Service,
+    service: Classic,
     socket: DatagramSocket,
     limits: Arc<Limits>,
     rate: RateLimiter,
@@ -32,7 +32,7 @@ pub(super) struct DatagramServer {
 
 impl DatagramServer {
     pub(super) fn new(
-        service: Service,
+        service: Classic,
         socket: DatagramSocket,
         limits: Arc<Limits>,
         shutdown: &Shutdown,

@@ -20,9 +20,12 @@ use anyhow::Context;
 use tokio::sync::Semaphore;
 
 use crate::config::{FLUSH_DELAY, Limits, ServerConfig};
-use crate::net::listener::{self, Bound};
-use crate::service::{ConnContext, Service};
+use crate::net::addr::{Endpoint, Host};
+use crate::net::listener::{self, Bound, DatagramSocket, StreamListener};
+use crate::net::tls::{self, ServerIdentity};
+use crate::service::{Classic, ListenerContext, Service, ServiceKind};
 use crate::shutdown::{Shutdown, Signals};
+use stream::TlsSetup;
 use tokio_util::sync::CancellationToken;
 
 /// How long connections closed by the end of the grace period get to
@@ -30,34 +33,63 @@ use tokio_util::sync::CancellationToken;
 const FORCE_CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 /// A server with every socket bound, not yet serving.
-#[derive(Debug)]
 pub struct Server {
     sockets: Vec<BoundService>,
     grace: Duration,
 }
 
-#[derive(Debug)]
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("sockets", &self.local_endpoints())
+            .field("grace", &self.grace)
+            .finish()
+    }
+}
+
+/// One bound socket and what it serves.
 struct BoundService {
-    service: Service,
+    kind: ServiceKind,
     limits: Arc<Limits>,
     /// One permit per open connection, shared by all of the service's
     /// listeners (`--max-conns` counts the service, not each listener).
     permits: Arc<Semaphore>,
-    socket: Bound,
+    socket: BoundSocket,
     name: String,
 }
 
+/// A bound socket with the side of the service that answers on it.
+enum BoundSocket {
+    /// Connections, served by the built service; TLS set up on top for
+    /// `tls://` listeners.
+    Stream {
+        listener: StreamListener,
+        service: Service,
+        tls: Option<TlsSetup>,
+    },
+    /// Datagrams, answered by the service's datagram side.
+    Datagram {
+        socket: DatagramSocket,
+        service: Classic,
+    },
+}
+
 impl Server {
-    /// Binds every listener of every service, in order.
+    /// Binds every listener of every service, in order. Services without
+    /// a certificate of their own share one self-signed development
+    /// certificate on their `tls://` listeners, announced in the log with
+    /// its fingerprint.
     ///
     /// # Errors
     /// The first listener that cannot be bound, named; nothing is served
     /// then (the sockets bound so far are closed).
     pub async fn bind(config: &ServerConfig) -> anyhow::Result<Server> {
+        let mut tls = TlsMaterial::for_config(config);
         let mut sockets = Vec::new();
         for svc in &config.services {
             let limits = Arc::new(svc.limits.clone());
             let permits = Arc::new(Semaphore::new(limits.max_conns));
+            let service = svc.service.build();
             let mut bound = Vec::new();
             if svc.systemd {
                 bound.extend(listener::from_systemd().context("systemd socket activation")?);
@@ -66,12 +98,37 @@ impl Server {
                 bound.push(listener::bind(endpoint).await?);
             }
             for socket in bound {
-                if let Bound::Stream(listener::StreamListener::Tcp { tls: true, .. }) = socket {
-                    anyhow::bail!("tls:// listeners are not available in this version of sockit");
-                }
                 let name = socket.local_endpoint()?;
+                let socket = match socket {
+                    Bound::Stream(listener) => {
+                        let tls = match &listener {
+                            StreamListener::Tcp { tls: true, .. } => Some(TlsSetup {
+                                acceptor: tls.acceptor(svc.tls.as_ref(), &service)?,
+                                handshake_timeout: limits.handshake_timeout,
+                            }),
+                            _ => None,
+                        };
+                        BoundSocket::Stream {
+                            listener,
+                            service: service.clone(),
+                            tls,
+                        }
+                    }
+                    Bound::Datagram(socket) => {
+                        let Some(datagrams) = service.datagram() else {
+                            anyhow::bail!(
+                                "{name}: {} does not serve datagrams",
+                                svc.service.name()
+                            );
+                        };
+                        BoundSocket::Datagram {
+                            socket,
+                            service: datagrams,
+                        }
+                    }
+                };
                 sockets.push(BoundService {
-                    service: svc.service,
+                    kind: svc.service,
                     limits: limits.clone(),
                     permits: permits.clone(),
                     socket,
@@ -114,18 +171,23 @@ impl Server {
     ) -> anyhow::Result<()> {
         let shutdown = Shutdown::default();
         for bound in self.sockets {
-            let ctx = Arc::new(ConnContext {
-                max_line: bound.limits.max_line,
-                idle_timeout: bound.limits.idle_timeout,
-                flush_delay: FLUSH_DELAY,
-                force_close: shutdown.force_close.clone(),
-            });
-            tracing::info!(service = bound.service.name(), addr = %bound.name, "listening");
+            tracing::info!(service = bound.kind.name(), addr = %bound.name, "listening");
             match bound.socket {
-                Bound::Stream(listener) => {
+                BoundSocket::Stream {
+                    listener,
+                    service,
+                    tls,
+                } => {
                     let handler = stream::Handler {
-                        service: bound.service,
-                        ctx,
+                        service,
+                        ctx: Arc::new(ListenerContext {
+                            max_line: bound.limits.max_line,
+                            idle_timeout: bound.limits.idle_timeout,
+                            flush_delay: FLUSH_DELAY,
+                            stop_accepting: shutdown.stop_accepting.clone(),
+                            force_close: shutdown.force_close.clone(),
+                        }),
+                        tls,
                         shutdown: shutdown.clone(),
                     };
                     let (acceptor, lot) =
@@ -134,13 +196,9 @@ impl Server {
                     shutdown.tasks.spawn(acceptor.run());
                     shutdown.tasks.spawn(lot);
                 }
-                Bound::Datagram(socket) => {
-                    let server = datagram::DatagramServer::new(
-                        bound.service,
-                        socket,
-                        bound.limits,
-                        &shutdown,
-                    );
+                BoundSocket::Datagram { socket, service } => {
+                    let server =
+                        datagram::DatagramServer::new(service, socket, bound.limits, &shutdown);
                     shutdown.tasks.spawn(server.run());
                 }
             }
@@ -160,6 +218,78 @@ impl Server {
         }
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// The certificates and ticket keys of one server: made once, shared by
+/// every TLS listener.
+struct TlsMaterial {
+    /// The hosts of the `tls://` listeners that have no certificate of
+    /// their own: the development certificate names them all.
+    hosts: Vec<String>,
+    /// The self-signed certificate for services that bring none; made
+    /// when the first such listener is bound.
+    development: Option<ServerIdentity>,
+    /// Session-ticket keys, made with the first TLS listener.
+    tickets: Option<Arc<dyn rustls::server::ProducesTickets>>,
+}
+
+impl TlsMaterial {
+    fn for_config(config: &ServerConfig) -> TlsMaterial {
+        let hosts = config
+            .services
+            .iter()
+            .filter(|svc| svc.tls.is_none())
+            .flat_map(|svc| &svc.listen)
+            .filter_map(|endpoint| match endpoint {
+                Endpoint::Tls(hp) => Some(match &hp.host {
+                    Some(Host::Ip(ip)) => ip.to_string(),
+                    Some(Host::Name(name)) => name.clone(),
+                    None => "127.0.0.1".to_owned(),
+                }),
+                _ => None,
+            })
+            .collect();
+        TlsMaterial {
+            hosts,
+            development: None,
+            tickets: None,
+        }
+    }
+
+    /// A TLS listener's acceptor: the service's own certificate, or the
+    /// development one.
+    fn acceptor(
+        &mut self,
+        own: Option<&ServerIdentity>,
+        service: &Service,
+    ) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+        let identity = match own {
+            Some(identity) => identity.clone(),
+            None => self.development()?,
+        };
+        let tickets = match &self.tickets {
+            Some(tickets) => tickets.clone(),
+            None => {
+                let tickets = tls::ticketer().context("make TLS session-ticket keys")?;
+                self.tickets.insert(tickets).clone()
+            }
+        };
+        tls::acceptor(&identity, service.alpn(), tickets).context("set up TLS")
+    }
+
+    fn development(&mut self) -> anyhow::Result<ServerIdentity> {
+        if let Some(identity) = &self.development {
+            return Ok(identity.clone());
+        }
+        let identity = ServerIdentity::development(&self.hosts).map_err(anyhow::Error::msg)?;
+        tracing::warn!(
+            "no --tls-cert: tls:// listeners use a self-signed development certificate \
+             (SHA-256 fingerprint {}); clients must be told to trust it (--insecure, or \
+             check the fingerprint)",
+            identity.fingerprint
+        );
+        Ok(self.development.insert(identity).clone())
     }
 }
 

@@ -39,7 +39,6 @@ struct Parked {
     conn: Conn,
     /// The connection's `--max-conns` slot, held while it waits.
     permit: OwnedSemaphorePermit,
-    since: Instant,
 }
 
 /// The shared side of the lot: acceptors park connections through it.
@@ -96,11 +95,7 @@ impl ParkingLot {
         }
         let entry = slots.parked.vacant_entry();
         let token = Token(entry.key());
-        let mut parked = Parked {
-            conn,
-            permit,
-            since: Instant::now(),
-        };
+        let mut parked = Parked { conn, permit };
         match self
             .registry
             .register(parked.conn.source(), token, Interest::READABLE)
@@ -198,9 +193,9 @@ impl ParkingLot {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         let registry = &self.registry;
         slots.parked.retain(|_, parked| {
-            let keep = now.duration_since(parked.since) < timeout;
+            let keep = now.duration_since(parked.conn.accepted) < timeout;
             if !keep {
-                tracing::debug!(peer = %parked.conn.peer_name(), "closing idle connection");
+                tracing::debug!(peer = %parked.conn.peer, "closing idle connection");
                 let _ = registry.deregister(parked.conn.source());
             }
             keep

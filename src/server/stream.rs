@@ -1,18 +1,24 @@
-//! The accept loop for stream listeners (TCP, Unix): access control at
-//! accept, the connection limit, the parking lot where new connections
-//! wait for their first bytes, and one task per active connection.
+//! The accept loop for stream listeners (TCP, TLS, Unix): access control
+//! at accept, the connection limit, the parking lot where new connections
+//! wait for their first bytes, the TLS handshake, and one task per active
+//! connection.
 
+use std::io;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
 use crate::config::Limits;
-use crate::net::listener::{Conn, StreamListener, TokioConn};
+use crate::net::listener::{Conn, StreamListener};
+use crate::net::stream::Stream;
 use crate::server::parking::ParkingLot;
-use crate::service::{ConnContext, HANDSHAKE_TIMEOUT, Service};
+use crate::service::{ConnContext, HANDSHAKE_TIMEOUT, ListenerContext, Service};
 use crate::shutdown::Shutdown;
 
 /// What a connection over `--max-conns` is told before it is closed.
@@ -23,16 +29,32 @@ const TOO_MANY: &[u8] = b"error: too many connections\n";
 /// turn the notices themselves into a resource drain.
 const MAX_REJECTIONS_IN_FLIGHT: usize = 256;
 
+/// How long a TLS connection that is done gets to exchange close_notify
+/// before it is dropped anyway.
+const CLOSE_NOTIFY_WAIT: Duration = Duration::from_secs(1);
+
 /// Numbers Unix connections (`unix-N`) across all listeners.
 static UNIX_IDS: AtomicU64 = AtomicU64::new(1);
 
-/// Starts a connection's task: registers the socket with tokio and runs
-/// the service on it inside a span naming the peer. Cloned into the
-/// acceptor and into its parking lot's task.
+/// A TLS listener's side of the handshake.
+#[derive(Clone)]
+pub(super) struct TlsSetup {
+    /// The listener's acceptor: its certificate, ALPN list and ticket keys.
+    pub(super) acceptor: TlsAcceptor,
+    /// A connection whose handshake has not finished this long after it
+    /// was accepted is closed (`--handshake-timeout`).
+    pub(super) handshake_timeout: Duration,
+}
+
+/// Starts a connection's task: registers the socket with tokio, runs the
+/// TLS handshake where the listener wants one, and serves the connection
+/// inside a span naming the peer. Cloned into the acceptor and into its
+/// parking lot's task.
 #[derive(Clone)]
 pub(super) struct Handler {
     pub(super) service: Service,
-    pub(super) ctx: Arc<ConnContext>,
+    pub(super) ctx: Arc<ListenerContext>,
+    pub(super) tls: Option<TlsSetup>,
     pub(super) shutdown: Shutdown,
 }
 
@@ -40,18 +62,17 @@ impl Handler {
     /// Spawns the task serving `conn`; it holds `permit` until it ends.
     pub(super) fn spawn(&self, conn: Conn, permit: OwnedSemaphorePermit) {
         let span =
-            tracing::debug_span!("conn", service = self.service.name(), peer = %conn.peer_name());
-        let service = self.service;
-        let ctx = self.ctx.clone();
+            tracing::debug_span!("conn", service = self.service.kind().name(), peer = %conn.peer);
+        let service = self.service.clone();
+        let tls = self.tls.clone();
+        let ctx = ConnContext {
+            peer: conn.peer,
+            listener: self.ctx.clone(),
+        };
         self.shutdown.tasks.spawn(
             async move {
                 tracing::debug!("open");
-                let result = match conn.into_tokio() {
-                    Ok(TokioConn::Tcp(s)) => service.serve_stream(s, &ctx).await,
-                    Ok(TokioConn::Unix(s)) => service.serve_stream(s, &ctx).await,
-                    Err(e) => Err(e),
-                };
-                match result {
+                match serve(service, conn, tls, &ctx).await {
                     Ok(()) => tracing::debug!("closed"),
                     Err(e) => tracing::debug!(error = %e, "closed with error"),
                 }
@@ -59,6 +80,59 @@ impl Handler {
             }
             .instrument(span),
         );
+    }
+}
+
+/// One connection, from registration to close.
+async fn serve(
+    service: Service,
+    conn: Conn,
+    tls: Option<TlsSetup>,
+    ctx: &ConnContext,
+) -> io::Result<()> {
+    let accepted = conn.accepted;
+    let mut stream = conn.into_stream()?;
+    if let Some(tls) = &tls {
+        let deadline = accepted + tls.handshake_timeout;
+        stream = tokio::select! {
+            biased;
+            done = accept_tls(&tls.acceptor, stream, deadline) => done?,
+            _ = ctx.force_close.cancelled() => return Ok(()),
+        };
+    }
+    let served = service.serve_stream(&mut stream, ctx).await;
+    if stream.is_tls() {
+        // The service is done; over TLS say so (close_notify), as SPEC 3
+        // asks of a server, unless the client is gone or stuck.
+        let _ = tokio::time::timeout(CLOSE_NOTIFY_WAIT, stream.close()).await;
+    }
+    served
+}
+
+/// The server side of a TLS handshake, given until `deadline`. A client
+/// that speaks anything else, or too slowly, is an error for this
+/// connection alone.
+async fn accept_tls(
+    acceptor: &TlsAcceptor,
+    stream: Stream,
+    deadline: Instant,
+) -> io::Result<Stream> {
+    let Stream::Tcp(tcp) = stream else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "TLS is served over TCP only",
+        ));
+    };
+    match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => Ok(Stream::Tls(Box::new(tls.into()))),
+        Ok(Err(e)) => Err(io::Error::new(
+            e.kind(),
+            format!("TLS handshake failed: {e}"),
+        )),
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "TLS handshake not finished in time",
+        )),
     }
 }
 
@@ -89,11 +163,19 @@ impl Acceptor {
         handler: Handler,
     ) -> std::io::Result<(Self, impl Future<Output = ()>)> {
         let (lot, poll) = ParkingLot::new()?;
+        // A TLS client that has not even sent its ClientHello by the
+        // handshake deadline is closed while still parked.
+        let lot_timeout = match &handler.tls {
+            Some(tls) => Some(limits.idle_timeout.map_or(tls.handshake_timeout, |idle| {
+                idle.min(tls.handshake_timeout)
+            })),
+            None => limits.idle_timeout,
+        };
         let lot_task = {
             let handler = handler.clone();
             lot.clone().run(
                 poll,
-                limits.idle_timeout,
+                lot_timeout,
                 handler.shutdown.clone(),
                 move |conn, permit| handler.spawn(conn, permit),
             )
@@ -122,17 +204,19 @@ impl Acceptor {
     }
 
     fn dispatch(&self, conn: Conn) {
-        if let Some(ip) = conn.peer_ip()
+        if let Some(ip) = conn.peer.ip()
             && !self.limits.access.permits(ip)
         {
-            tracing::info!(peer = %conn.peer_name(), "denied by access rules");
+            tracing::info!(peer = %conn.peer, "denied by access rules");
             return;
         }
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
             self.reject(conn);
             return;
         };
-        if !self.handler.service.waits_for_client() {
+        // Over TLS the client always speaks first (its ClientHello).
+        let client_first = self.handler.service.waits_for_client() || self.handler.tls.is_some();
+        if !client_first {
             self.handler.spawn(conn, permit);
         } else if let Err((conn, permit)) = self.lot.park(conn, permit) {
             self.handler.spawn(conn, permit);
@@ -140,27 +224,32 @@ impl Acceptor {
     }
 
     fn reject(&self, conn: Conn) {
-        tracing::warn!(peer = %conn.peer_name(), max = self.limits.max_conns, "too many connections; refusing");
+        tracing::warn!(peer = %conn.peer, max = self.limits.max_conns, "too many connections; refusing");
         let Ok(slot) = self.rejections.clone().try_acquire_owned() else {
             return;
         };
+        let tls = self.handler.tls.clone();
         self.handler.shutdown.tasks.spawn(async move {
-            let tell = async {
-                match conn.into_tokio() {
-                    Ok(TokioConn::Tcp(s)) => tell_too_many(s).await,
-                    Ok(TokioConn::Unix(s)) => tell_too_many(s).await,
-                    Err(_) => {}
-                }
-            };
-            let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, tell).await;
+            let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+            let _ = tokio::time::timeout_at(deadline, tell_too_many(conn, tls, deadline)).await;
             drop(slot);
         });
     }
 }
 
-/// Says why the connection is refused, then closes our side. Failures are
-/// ignored: the client is being turned away either way.
-async fn tell_too_many(mut stream: impl AsyncWrite + Unpin) {
+/// Says why the connection is refused (over TLS, after the handshake, so
+/// the client can read it), then closes our side. Failures are ignored:
+/// the client is being turned away either way.
+async fn tell_too_many(conn: Conn, tls: Option<TlsSetup>, deadline: Instant) {
+    let Ok(mut stream) = conn.into_stream() else {
+        return;
+    };
+    if let Some(tls) = tls {
+        match accept_tls(&tls.acceptor, stream, deadline).await {
+            Ok(s) => stream = s,
+            Err(_) => return,
+        }
+    }
     let _ = stream.write_all(TOO_MANY).await;
     let _ = stream.shutdown().await;
 }

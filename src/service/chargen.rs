@@ -48,7 +48,7 @@ pub fn lines(first: usize, count: usize, out: &mut Vec<u8>) {
 ///
 /// # Errors
 /// I/O errors on the stream; the caller logs them.
-pub async fn serve<S>(stream: S, ctx: &ConnContext) -> io::Result<()>
+pub async fn serve<S>(stream: &mut S, ctx: &ConnContext) -> io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {

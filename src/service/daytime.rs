@@ -23,7 +23,7 @@ pub fn time_reply(out: &mut Vec<u8>) {
 ///
 /// # Errors
 /// I/O errors on the stream; the caller logs them.
-pub async fn serve<S>(mut stream: S, ctx: &ConnContext, reply: fn(&mut Vec<u8>)) -> io::Result<()>
+pub async fn serve<S>(stream: &mut S, ctx: &ConnContext, reply: fn(&mut Vec<u8>)) -> io::Result<()>
 where
     S: AsyncWrite + Unpin,
 {

@@ -5,7 +5,8 @@ use std::io;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::service::{ConnContext, IdleTimer, ServiceStream};
+use crate::net::stream::Stream;
+use crate::service::{ConnContext, IdleTimer};
 
 /// First read buffer; small so that idle connections stay cheap.
 const INITIAL_BUFFER: usize = 4 * 1024;
@@ -19,11 +20,7 @@ const MAX_BUFFER: usize = 64 * 1024;
 ///
 /// # Errors
 /// I/O errors on the stream; the caller logs them.
-pub async fn serve<S: ServiceStream>(
-    mut stream: S,
-    ctx: &ConnContext,
-    reply: bool,
-) -> io::Result<()> {
+pub async fn serve(stream: &mut Stream, ctx: &ConnContext, reply: bool) -> io::Result<()> {
     // Allocated at the first sign of data: idle connections stay small.
     let mut buf = Vec::new();
     let mut idle = IdleTimer::new(ctx.idle_timeout);
@@ -33,7 +30,7 @@ pub async fn serve<S: ServiceStream>(
     loop {
         let n = tokio::select! {
             biased;
-            n = read_into(&mut stream, &mut buf) => n?,
+            n = read_into(stream, &mut buf) => n?,
             _ = &mut force_close => return Ok(()),
             _ = idle.expired() => return Ok(()),
         };
@@ -57,7 +54,7 @@ pub async fn serve<S: ServiceStream>(
 
 /// Reads into `buf`. The first read goes through a stack buffer and only
 /// then allocates `buf`: a client that never sends costs no buffer.
-async fn read_into<S: ServiceStream>(stream: &mut S, buf: &mut Vec<u8>) -> io::Result<usize> {
+async fn read_into(stream: &mut Stream, buf: &mut Vec<u8>) -> io::Result<usize> {
     if buf.is_empty() {
         return stream
             .read_unbuffered(INITIAL_BUFFER, |bytes| {

@@ -13,10 +13,9 @@ use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 
 use crate::net::frame::{Frame, LineBuffer};
+use crate::net::stream::Stream;
 use crate::service::clock::Clock;
-use crate::service::{
-    ConnContext, IdleTimer, ServiceStream, hello, ping, timestamp, write_bounded,
-};
+use crate::service::{ConnContext, IdleTimer, hello, ping, timestamp, write_bounded};
 
 /// Replies are written once this much has been gathered, even mid-batch,
 /// so a flood of pipelined lines cannot grow the reply buffer unboundedly.
@@ -55,11 +54,7 @@ pub fn too_long_reply(max_line: usize, out: &mut Vec<u8>) {
 ///
 /// # Errors
 /// I/O errors on the stream (a reset client, say); the caller logs them.
-pub async fn serve<S: ServiceStream>(
-    kind: MessageKind,
-    mut stream: S,
-    ctx: &ConnContext,
-) -> io::Result<()> {
+pub async fn serve(kind: MessageKind, stream: &mut Stream, ctx: &ConnContext) -> io::Result<()> {
     let mut lines = LineBuffer::new(ctx.max_line);
     let mut out = Vec::new();
     let mut clock = Clock::new();
@@ -74,22 +69,22 @@ pub async fn serve<S: ServiceStream>(
     loop {
         tokio::select! {
             biased;
-            read = read_some(&mut stream, &mut lines) => {
+            read = read_some(stream, &mut lines) => {
                 if read? == 0 {
                     if let Some(frame) = lines.take_partial() {
                         respond(kind, frame, ctx.max_line, &mut out, &mut clock);
                     }
-                    write_bounded(&mut stream, &mut out, ctx, &mut idle).await?;
+                    write_bounded(stream, &mut out, ctx, &mut idle).await?;
                     return Ok(());
                 }
                 idle.touch();
                 while let Some(frame) = lines.next_frame() {
                     respond(kind, frame, ctx.max_line, &mut out, &mut clock);
                     if out.len() >= WRITE_THRESHOLD {
-                        write_bounded(&mut stream, &mut out, ctx, &mut idle).await?;
+                        write_bounded(stream, &mut out, ctx, &mut idle).await?;
                     }
                 }
-                write_bounded(&mut stream, &mut out, ctx, &mut idle).await?;
+                write_bounded(stream, &mut out, ctx, &mut idle).await?;
                 partial_waiting = lines.has_partial();
                 if partial_waiting {
                     flush.as_mut().reset(Instant::now() + ctx.flush_delay);
@@ -100,7 +95,7 @@ pub async fn serve<S: ServiceStream>(
                 if let Some(frame) = lines.take_partial() {
                     respond(kind, frame, ctx.max_line, &mut out, &mut clock);
                 }
-                write_bounded(&mut stream, &mut out, ctx, &mut idle).await?;
+                write_bounded(stream, &mut out, ctx, &mut idle).await?;
             }
             _ = &mut force_close => return Ok(()),
             _ = idle.expired() => {
@@ -114,7 +109,7 @@ pub async fn serve<S: ServiceStream>(
 /// Reads once into `lines` and records what came; 0 at EOF. Until the
 /// buffer has been allocated (the client's first bytes), waits without it,
 /// so a connection that never sends costs no buffer at all.
-async fn read_some<S: ServiceStream>(stream: &mut S, lines: &mut LineBuffer) -> io::Result<usize> {
+async fn read_some(stream: &mut Stream, lines: &mut LineBuffer) -> io::Result<usize> {
     if lines.capacity() == 0 {
         let limit = lines.first_read_len();
         return stream

@@ -1,6 +1,8 @@
-//! The C/S services (SPEC 2): the [`Service`] enum, what each one does with
-//! a stream connection ([`Service::serve_stream`]) and with a datagram
-//! ([`Service::reply_datagram`]), and the per-connection context they share.
+//! The C/S services (SPEC 2): what a service *is* ([`ServiceKind`]: the
+//! name the CLI and TOML use, its default port, its transports), the
+//! service *built* for a server ([`Service`]: what serves its connections
+//! and datagrams, able to carry state), and the per-connection context
+//! ([`ConnContext`]) every connection is served with.
 
 pub mod chargen;
 pub mod clock;
@@ -13,23 +15,26 @@ pub mod timestamp;
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
 use crate::net::frame::split_datagram;
+use crate::net::stream::{PeerAddr, Stream};
 use message::MessageKind;
 
 /// Bound on one-shot exchanges (daytime, time, the too-many-connections
 /// notice) when no idle timeout is set.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A service sockit can run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, serde::Deserialize)]
+/// A service sockit can run, as the command line and the config file name
+/// it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Service {
+pub enum ServiceKind {
     /// Each message M gets `Hello, M`.
     Hello,
     /// RFC 862: every byte back, unchanged.
@@ -48,6 +53,122 @@ pub enum Service {
     Ping,
 }
 
+/// Which kinds of socket a service can be served on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transports {
+    /// TCP, Unix stream and TLS.
+    pub stream: bool,
+    /// UDP and unixgram.
+    pub datagram: bool,
+}
+
+impl ServiceKind {
+    /// Every service, in the order `--help` lists them.
+    pub const ALL: [ServiceKind; 8] = [
+        ServiceKind::Hello,
+        ServiceKind::Echo,
+        ServiceKind::Timestamp,
+        ServiceKind::Daytime,
+        ServiceKind::Time,
+        ServiceKind::Discard,
+        ServiceKind::Chargen,
+        ServiceKind::Ping,
+    ];
+
+    /// The port the service listens on when no `-l` is given.
+    pub fn default_port(self) -> u16 {
+        match self {
+            ServiceKind::Hello => 8000,
+            ServiceKind::Echo => 7007,
+            ServiceKind::Discard => 9009,
+            ServiceKind::Daytime => 1313,
+            ServiceKind::Chargen => 1919,
+            ServiceKind::Time => 3737,
+            ServiceKind::Timestamp => 21567,
+            ServiceKind::Ping => 8888,
+        }
+    }
+
+    /// The service's name, as on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            ServiceKind::Hello => "hello",
+            ServiceKind::Echo => "echo",
+            ServiceKind::Timestamp => "timestamp",
+            ServiceKind::Daytime => "daytime",
+            ServiceKind::Time => "time",
+            ServiceKind::Discard => "discard",
+            ServiceKind::Chargen => "chargen",
+            ServiceKind::Ping => "ping",
+        }
+    }
+
+    /// One line on what the service does, for `--help`.
+    pub fn summary(self) -> &'static str {
+        match self {
+            ServiceKind::Hello => "each message M gets `Hello, M`",
+            ServiceKind::Echo => "RFC 862: every byte back, unchanged",
+            ServiceKind::Timestamp => "each message M gets `[ctime date] M`",
+            ServiceKind::Daytime => "RFC 867: the date as text, then close",
+            ServiceKind::Time => "RFC 868: 4-byte seconds since 1900, then close",
+            ServiceKind::Discard => "RFC 863: read and drop",
+            ServiceKind::Chargen => "RFC 864: rotating character lines",
+            ServiceKind::Ping => "each message gets `pong` (`ping N` gets `pong N`)",
+        }
+    }
+
+    /// The sockets the service can be served on. Every classic service
+    /// answers both streams and datagrams; HTTP and chat will be
+    /// stream-only.
+    pub fn transports(self) -> Transports {
+        Transports {
+            stream: true,
+            datagram: true,
+        }
+    }
+
+    /// Builds the service for a server.
+    pub fn build(self) -> Service {
+        let classic = match self {
+            ServiceKind::Hello => Classic::Message(MessageKind::Hello),
+            ServiceKind::Timestamp => Classic::Message(MessageKind::Timestamp),
+            ServiceKind::Ping => Classic::Message(MessageKind::Ping),
+            ServiceKind::Echo => Classic::Echo,
+            ServiceKind::Discard => Classic::Discard,
+            ServiceKind::Daytime => Classic::Daytime,
+            ServiceKind::Time => Classic::Time,
+            ServiceKind::Chargen => Classic::Chargen,
+        };
+        Service::Classic(classic)
+    }
+}
+
+/// A service built for a server: what serves its connections and its
+/// datagrams. Cloned into every listener of the service; services with
+/// state (a chat hub, an HTTP site) share it behind an `Arc` here.
+#[derive(Debug, Clone)]
+pub enum Service {
+    /// One of the small stateless services of SPEC 2.
+    Classic(Classic),
+}
+
+/// The small stateless services: each answers streams and datagrams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Classic {
+    /// hello, timestamp, ping: one reply per message.
+    Message(MessageKind),
+    /// RFC 862.
+    Echo,
+    /// RFC 863.
+    Discard,
+    /// RFC 867.
+    Daytime,
+    /// RFC 868.
+    Time,
+    /// RFC 864.
+    Chargen,
+}
+
 /// Per-service state kept by a datagram socket's loop between datagrams.
 #[derive(Debug, Default)]
 pub struct DatagramState {
@@ -55,10 +176,11 @@ pub struct DatagramState {
     chargen_line: usize,
 }
 
-/// What every connection of a service is given: its limits, and the
-/// signal that the shutdown grace period is over.
+/// What every connection of a listener shares: its limits and the two
+/// phases of shutdown. Built once per listener; each connection holds an
+/// `Arc` of it.
 #[derive(Debug, Clone)]
-pub struct ConnContext {
+pub struct ListenerContext {
     /// Longest line a message service accepts.
     pub max_line: usize,
     /// Close connections silent for this long; `None`: never.
@@ -66,54 +188,76 @@ pub struct ConnContext {
     /// How long a message with no line end waits before it is answered as a
     /// bare message.
     pub flush_delay: Duration,
+    /// Cancelled when the shutdown signal arrives: the server accepts no
+    /// more, and a service that can end a connection gracefully (an HTTP
+    /// keep-alive, a chat session saying goodbye) starts to. Cancelled
+    /// once, by the server.
+    pub stop_accepting: CancellationToken,
     /// Cancelled when the grace period after a shutdown signal runs out:
-    /// connections still open then are closed. Cloned into every
-    /// connection; cancelled once, by the server.
+    /// connections still open then are closed. Cancelled once, by the
+    /// server.
     pub force_close: CancellationToken,
 }
 
-impl Service {
-    /// The port the service listens on when no `-l` is given.
-    pub fn default_port(self) -> u16 {
-        match self {
-            Service::Hello => 8000,
-            Service::Echo => 7007,
-            Service::Discard => 9009,
-            Service::Daytime => 1313,
-            Service::Chargen => 1919,
-            Service::Time => 3737,
-            Service::Timestamp => 21567,
-            Service::Ping => 8888,
-        }
-    }
+/// What one connection is served with: who it is from, and what its
+/// listener shares.
+#[derive(Debug, Clone)]
+pub struct ConnContext {
+    /// The peer, as logs and chat name it.
+    pub peer: PeerAddr,
+    /// The listener's limits and shutdown phases.
+    pub listener: Arc<ListenerContext>,
+}
 
-    /// The service's name, as on the command line.
-    pub fn name(self) -> &'static str {
+impl std::ops::Deref for ConnContext {
+    type Target = ListenerContext;
+
+    /// The listener's settings read as the connection's own
+    /// (`ctx.max_line`): every connection of a listener has the same.
+    fn deref(&self) -> &ListenerContext {
+        &self.listener
+    }
+}
+
+impl Service {
+    /// What the service is.
+    pub fn kind(&self) -> ServiceKind {
         match self {
-            Service::Hello => "hello",
-            Service::Echo => "echo",
-            Service::Timestamp => "timestamp",
-            Service::Daytime => "daytime",
-            Service::Time => "time",
-            Service::Discard => "discard",
-            Service::Chargen => "chargen",
-            Service::Ping => "ping",
+            Service::Classic(Classic::Message(MessageKind::Hello)) => ServiceKind::Hello,
+            Service::Classic(Classic::Message(MessageKind::Timestamp)) => ServiceKind::Timestamp,
+            Service::Classic(Classic::Message(MessageKind::Ping)) => ServiceKind::Ping,
+            Service::Classic(Classic::Echo) => ServiceKind::Echo,
+            Service::Classic(Classic::Discard) => ServiceKind::Discard,
+            Service::Classic(Classic::Daytime) => ServiceKind::Daytime,
+            Service::Classic(Classic::Time) => ServiceKind::Time,
+            Service::Classic(Classic::Chargen) => ServiceKind::Chargen,
         }
     }
 
     /// Whether a connection stays silent on our side until the client
     /// sends (so it may wait in the parking lot); daytime, time and
-    /// chargen speak first.
-    pub fn waits_for_client(self) -> bool {
-        !matches!(self, Service::Daytime | Service::Time | Service::Chargen)
+    /// chargen speak first. Over TLS every client speaks first (its
+    /// ClientHello), whatever the service.
+    pub fn waits_for_client(&self) -> bool {
+        !matches!(
+            self,
+            Service::Classic(Classic::Daytime | Classic::Time | Classic::Chargen)
+        )
     }
 
-    fn message_kind(self) -> Option<MessageKind> {
+    /// The ALPN protocols a TLS listener of this service offers, most
+    /// preferred first (none for the line services).
+    pub fn alpn(&self) -> &'static [&'static [u8]] {
         match self {
-            Service::Hello => Some(MessageKind::Hello),
-            Service::Timestamp => Some(MessageKind::Timestamp),
-            Service::Ping => Some(MessageKind::Ping),
-            _ => None,
+            Service::Classic(_) => &[],
+        }
+    }
+
+    /// What answers the service's datagrams; `None` for a stream-only
+    /// service.
+    pub fn datagram(&self) -> Option<Classic> {
+        match self {
+            Service::Classic(classic) => Some(*classic),
         }
     }
 
@@ -121,24 +265,23 @@ impl Service {
     ///
     /// # Errors
     /// I/O errors on the stream; they end only this connection.
-    pub async fn serve_stream<S: ServiceStream>(
-        self,
-        stream: S,
-        ctx: &ConnContext,
-    ) -> io::Result<()> {
-        if let Some(kind) = self.message_kind() {
-            return message::serve(kind, stream, ctx).await;
-        }
+    pub async fn serve_stream(&self, stream: &mut Stream, ctx: &ConnContext) -> io::Result<()> {
         match self {
-            Service::Echo => echo::serve(stream, ctx, true).await,
-            Service::Discard => echo::serve(stream, ctx, false).await,
-            Service::Chargen => chargen::serve(stream, ctx).await,
-            Service::Daytime => daytime::serve(stream, ctx, daytime::daytime_reply).await,
-            Service::Time => daytime::serve(stream, ctx, daytime::time_reply).await,
-            Service::Hello | Service::Timestamp | Service::Ping => unreachable!("message services"),
+            Service::Classic(Classic::Message(kind)) => message::serve(*kind, stream, ctx).await,
+            Service::Classic(Classic::Echo) => echo::serve(stream, ctx, true).await,
+            Service::Classic(Classic::Discard) => echo::serve(stream, ctx, false).await,
+            Service::Classic(Classic::Chargen) => chargen::serve(stream, ctx).await,
+            Service::Classic(Classic::Daytime) => {
+                daytime::serve(stream, ctx, daytime::daytime_reply).await
+            }
+            Service::Classic(Classic::Time) => {
+                daytime::serve(stream, ctx, daytime::time_reply).await
+            }
         }
     }
+}
 
+impl Classic {
     /// Puts the reply to one datagram in `out` (cleared first); `false`
     /// when there is no reply. Replies never exceed 512 bytes unless they
     /// echo the request: no datagram is amplified beyond that.
@@ -150,85 +293,33 @@ impl Service {
         state: &mut DatagramState,
     ) -> bool {
         out.clear();
-        if let Some(kind) = self.message_kind() {
-            let (msg, end) = split_datagram(request);
-            if msg.len() > max_line {
-                message::too_long_reply(max_line, out);
-                return true;
-            }
-            kind.reply(msg, out, &mut state.clock);
-            if let Some(end) = end {
-                out.extend_from_slice(end.bytes());
-            }
-            return true;
-        }
         match self {
-            Service::Echo => out.extend_from_slice(request),
-            Service::Discard => return false,
-            Service::Daytime => {
+            Classic::Message(kind) => {
+                let (msg, end) = split_datagram(request);
+                if msg.len() > max_line {
+                    message::too_long_reply(max_line, out);
+                    return true;
+                }
+                kind.reply(msg, out, &mut state.clock);
+                if let Some(end) = end {
+                    out.extend_from_slice(end.bytes());
+                }
+            }
+            Classic::Echo => out.extend_from_slice(request),
+            Classic::Discard => return false,
+            Classic::Daytime => {
                 out.extend_from_slice(state.clock.ctime());
                 out.extend_from_slice(b"\r\n");
             }
-            Service::Time => daytime::time_reply(out),
-            Service::Chargen => {
+            Classic::Time => daytime::time_reply(out),
+            Classic::Chargen => {
                 chargen::lines(state.chargen_line, chargen::UDP_LINES, out);
                 state.chargen_line = state.chargen_line.wrapping_add(1);
             }
-            Service::Hello | Service::Timestamp | Service::Ping => unreachable!("message services"),
         }
         true
     }
 }
-
-/// A stream the services can serve: tokio's I/O traits, plus a way to
-/// wait for the peer's next bytes without lending a heap buffer while
-/// waiting. That is what keeps an idle connection small: its own buffer is
-/// allocated only once the peer has sent something.
-pub trait ServiceStream: AsyncRead + AsyncWrite + Unpin + Send {
-    /// Waits for data, reads at most `limit` bytes (and at most 4 KiB) into
-    /// a short-lived stack buffer and hands them to `take`; returns the
-    /// bytes read, 0 at EOF.
-    fn read_unbuffered<F>(
-        &mut self,
-        limit: usize,
-        take: F,
-    ) -> impl Future<Output = io::Result<usize>> + Send
-    where
-        F: FnOnce(&[u8]) + Send;
-}
-
-/// Size of the stack buffer behind [`ServiceStream::read_unbuffered`].
-const UNBUFFERED_READ: usize = 4096;
-
-macro_rules! impl_service_stream {
-    ($stream:ty) => {
-        impl ServiceStream for $stream {
-            async fn read_unbuffered<F>(&mut self, limit: usize, take: F) -> io::Result<usize>
-            where
-                F: FnOnce(&[u8]) + Send,
-            {
-                loop {
-                    // Readiness can be a false positive (tokio reports a
-                    // fresh socket as readable): `try_read` settles it.
-                    self.readable().await?;
-                    let mut stack = [0u8; UNBUFFERED_READ];
-                    let limit = limit.clamp(1, UNBUFFERED_READ);
-                    match self.try_read(&mut stack[..limit]) {
-                        Ok(n) => {
-                            take(&stack[..n]);
-                            return Ok(n);
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                        Err(e) => return Err(e),
-                    }
-                }
-            }
-        }
-    };
-}
-
-impl_service_stream!(tokio::net::TcpStream);
-impl_service_stream!(tokio::net::UnixStream);
 
 /// Closes a connection after a stretch of silence, cheaply: activity only
 /// records an `Instant`; the timer is re-armed when it fires early, not on
@@ -308,33 +399,48 @@ where
 mod tests {
     use super::*;
 
-    fn reply(service: Service, req: &[u8]) -> Option<Vec<u8>> {
+    fn reply(kind: ServiceKind, req: &[u8]) -> Option<Vec<u8>> {
         let mut out = Vec::new();
         let mut state = DatagramState::default();
-        service
+        kind.build()
+            .datagram()
+            .unwrap()
             .reply_datagram(req, 64, &mut out, &mut state)
             .then_some(out)
     }
 
     #[test]
     fn datagram_line_ends_follow_the_request() {
-        assert_eq!(reply(Service::Hello, b"World").unwrap(), b"Hello, World");
         assert_eq!(
-            reply(Service::Hello, b"World\n").unwrap(),
+            reply(ServiceKind::Hello, b"World").unwrap(),
+            b"Hello, World"
+        );
+        assert_eq!(
+            reply(ServiceKind::Hello, b"World\n").unwrap(),
             b"Hello, World\n"
         );
-        assert_eq!(reply(Service::Ping, b"ping 7\r\n").unwrap(), b"pong 7\r\n");
+        assert_eq!(
+            reply(ServiceKind::Ping, b"ping 7\r\n").unwrap(),
+            b"pong 7\r\n"
+        );
     }
 
     #[test]
     fn datagram_replies_are_small() {
-        assert_eq!(reply(Service::Discard, b"x"), None);
-        assert_eq!(reply(Service::Time, b"").unwrap().len(), 4);
-        assert!(reply(Service::Daytime, b"").unwrap().ends_with(b"\r\n"));
-        assert!(reply(Service::Chargen, b"").unwrap().len() <= 512);
-        assert_eq!(reply(Service::Echo, b"abc").unwrap(), b"abc");
-        let long = reply(Service::Hello, &[b'x'; 100]).unwrap();
+        assert_eq!(reply(ServiceKind::Discard, b"x"), None);
+        assert_eq!(reply(ServiceKind::Time, b"").unwrap().len(), 4);
+        assert!(reply(ServiceKind::Daytime, b"").unwrap().ends_with(b"\r\n"));
+        assert!(reply(ServiceKind::Chargen, b"").unwrap().len() <= 512);
+        assert_eq!(reply(ServiceKind::Echo, b"abc").unwrap(), b"abc");
+        let long = reply(ServiceKind::Hello, &[b'x'; 100]).unwrap();
         assert_eq!(long, b"error: line too long (max 64 bytes)\n");
+    }
+
+    #[test]
+    fn built_services_know_their_kind() {
+        for kind in ServiceKind::ALL {
+            assert_eq!(kind.build().kind(), kind);
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,0 +1,256 @@
+//! The one byte-stream type every server connection and every client
+//! speaks over: [`Stream`], a TCP, Unix or TLS-over-TCP connection.
+//!
+//! Services, clients and the load generator are written once against
+//! `Stream` (tokio's `AsyncRead`/`AsyncWrite`, plus
+//! [`Stream::read_unbuffered`]); which transport sits underneath is a
+//! match inside each call, never a trait object per connection. The peer a
+//! server connection came from is a [`PeerAddr`].
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpStream, UnixStream};
+
+/// A TLS session over TCP, from either side (tokio-rustls).
+pub type TlsStream = tokio_rustls::TlsStream<TcpStream>;
+
+/// Size of the stack buffer behind [`Stream::read_unbuffered`].
+const UNBUFFERED_READ: usize = 4096;
+
+/// A connected byte stream.
+#[derive(Debug)]
+pub enum Stream {
+    /// Plain TCP.
+    Tcp(TcpStream),
+    /// A Unix-domain stream socket.
+    Unix(UnixStream),
+    /// TLS over TCP. Boxed: a TLS session is a few KiB of state, and the
+    /// plain variants should not pay for it.
+    Tls(Box<TlsStream>),
+}
+
+/// Who is at the other end of a server connection: an IP peer, or the
+/// `N`th Unix client of this process (Unix clients are usually unnamed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PeerAddr {
+    /// A TCP (or TLS) peer.
+    Ip(SocketAddr),
+    /// A Unix-domain peer, numbered per process.
+    Unix(u64),
+}
+
+impl PeerAddr {
+    /// The peer's IP address, for access checks (Unix peers have none).
+    pub fn ip(&self) -> Option<std::net::IpAddr> {
+        match self {
+            PeerAddr::Ip(addr) => Some(addr.ip()),
+            PeerAddr::Unix(_) => None,
+        }
+    }
+}
+
+/// The peer as written in logs and chat names: `127.0.0.1:40000`,
+/// `[::1]:40000` or `unix-3`.
+impl fmt::Display for PeerAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PeerAddr::Ip(addr) => write!(f, "{addr}"),
+            PeerAddr::Unix(n) => write!(f, "unix-{n}"),
+        }
+    }
+}
+
+impl Stream {
+    /// Whether the stream is TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Stream::Tls(_))
+    }
+
+    /// Waits for data, reads at most `limit` bytes (and at most 4 KiB) into
+    /// a short-lived stack buffer and hands them to `take`; returns the
+    /// bytes read, 0 at EOF.
+    ///
+    /// This is what keeps an idle connection small: the caller's own
+    /// buffer is allocated only once the peer has sent something, and
+    /// while it waits no buffer is held, not even on the stack of the
+    /// suspended future.
+    ///
+    /// # Errors
+    /// The socket's (or the TLS session's) read error.
+    pub async fn read_unbuffered<F>(&mut self, limit: usize, take: F) -> io::Result<usize>
+    where
+        F: FnOnce(&[u8]) + Send,
+    {
+        let limit = limit.clamp(1, UNBUFFERED_READ);
+        match self {
+            Stream::Tcp(s) => loop {
+                // Readiness can be a false positive (tokio reports a fresh
+                // socket as readable): `try_read` settles it.
+                s.readable().await?;
+                let mut stack = [0u8; UNBUFFERED_READ];
+                match s.try_read(&mut stack[..limit]) {
+                    Ok(n) => {
+                        take(&stack[..n]);
+                        return Ok(n);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) => return Err(e),
+                }
+            },
+            Stream::Unix(s) => loop {
+                s.readable().await?;
+                let mut stack = [0u8; UNBUFFERED_READ];
+                match s.try_read(&mut stack[..limit]) {
+                    Ok(n) => {
+                        take(&stack[..n]);
+                        return Ok(n);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) => return Err(e),
+                }
+            },
+            Stream::Tls(s) => {
+                // TLS has no readiness to wait on (the bytes that make a
+                // record may already sit in rustls' buffers), so the stack
+                // buffer lives only inside one poll.
+                let mut take = Some(take);
+                std::future::poll_fn(|cx| {
+                    let mut stack = [0u8; UNBUFFERED_READ];
+                    let mut buf = ReadBuf::new(&mut stack[..limit]);
+                    match Pin::new(&mut **s).poll_read(cx, &mut buf) {
+                        Poll::Ready(Ok(())) => {
+                            let n = buf.filled().len();
+                            if let Some(take) = take.take() {
+                                take(buf.filled());
+                            }
+                            Poll::Ready(Ok(n))
+                        }
+                        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                        Poll::Pending => Poll::Pending,
+                    }
+                })
+                .await
+            }
+        }
+    }
+
+    /// Ends the conversation politely where the transport has a way to:
+    /// over TLS, sends close_notify and shuts the TCP write side (SPEC 3).
+    /// Plain sockets need nothing; dropping them closes them.
+    ///
+    /// # Errors
+    /// The write error, for a peer that has already gone.
+    pub async fn close(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Tls(s) => tokio::io::AsyncWriteExt::shutdown(&mut **s).await,
+            Stream::Tcp(_) | Stream::Unix(_) => Ok(()),
+        }
+    }
+}
+
+/// Forwards a poll method to whichever transport the stream is.
+macro_rules! each {
+    ($self:ident, $s:ident => $call:expr) => {
+        match $self.get_mut() {
+            Stream::Tcp($s) => $call,
+            Stream::Unix($s) => $call,
+            Stream::Tls($s) => {
+                let $s = &mut **$s;
+                $call
+            }
+        }
+    };
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        each!(self, s => Pin::new(s).poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        each!(self, s => Pin::new(s).poll_write(cx, buf))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        each!(self, s => Pin::new(s).poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        each!(self, s => Pin::new(s).poll_shutdown(cx))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        each!(self, s => Pin::new(s).poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Stream::Tcp(s) => s.is_write_vectored(),
+            Stream::Unix(s) => s.is_write_vectored(),
+            Stream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn peers_are_named_as_in_logs() {
+        let v4: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let v6: SocketAddr = "[::1]:40000".parse().unwrap();
+        assert_eq!(PeerAddr::Ip(v4).to_string(), "127.0.0.1:40000");
+        assert_eq!(PeerAddr::Ip(v6).to_string(), "[::1]:40000");
+        assert_eq!(PeerAddr::Unix(3).to_string(), "unix-3");
+        assert_eq!(PeerAddr::Unix(3).ip(), None);
+    }
+
+    #[tokio::test]
+    async fn unbuffered_read_then_buffered_io_over_tcp() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::spawn(async move {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"hello world").await.unwrap();
+            let mut back = Vec::new();
+            s.read_to_end(&mut back).await.unwrap();
+            back
+        });
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut stream = Stream::Tcp(tcp);
+        let mut first = Vec::new();
+        let n = stream
+            .read_unbuffered(5, |b| first.extend_from_slice(b))
+            .await
+            .unwrap();
+        assert_eq!((n, first.as_slice()), (5, &b"hello"[..]));
+        let mut rest = [0u8; 16];
+        let n = stream.read(&mut rest).await.unwrap();
+        assert_eq!(&rest[..n], b" world");
+        stream.write_all(b"bye").await.unwrap();
+        stream.close().await.unwrap();
+        drop(stream);
+        assert_eq!(client.await.unwrap(), b"bye");
+    }
+}
