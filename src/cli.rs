@@ -95,10 +95,10 @@ pub struct ServeArgs {
 pub struct TlsServerArgs {
     /// PEM certificate chain (leaf first) for tls:// listeners. Without
     /// one, a self-signed development certificate is made at start.
-    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    #[arg(long, value_name = "FILE")]
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
-    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    #[arg(long, value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
     /// Close a tls:// connection whose handshake has not finished by then.
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
