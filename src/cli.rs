@@ -283,6 +283,14 @@ pub struct BenchArgs {
     /// Print the result as one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Open a new connection for every request (over tls://, a handshake
+    /// each time) and report connections opened per second.
+    #[arg(long, conflicts_with_all = ["rate", "pipeline"])]
+    pub reconnect: bool,
+    /// With --reconnect over tls://: no session resumption, so every
+    /// handshake is a full one.
+    #[arg(long, requires = "reconnect")]
+    pub no_resume: bool,
     /// TLS verification, for tls:// addresses.
     #[command(flatten)]
     pub tls: TlsClientArgs,

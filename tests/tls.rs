@@ -593,3 +593,81 @@ fn ping_over_tls() {
     assert_eq!(out.code, Some(0), "{out:?}");
     assert!(out.stdout.contains("3 received"), "{}", out.stdout);
 }
+
+/// `sockit bench ARGS --json` against `addr`, parsed.
+fn bench_json(args: &[&str]) -> serde_json::Value {
+    let mut full = vec![
+        "bench", "--json", "-d", "1s", "--warmup", "200ms", "-c", "2",
+    ];
+    full.extend_from_slice(args);
+    let out = run_bounded(&full, LIMIT);
+    assert_eq!(out.code, Some(0), "{full:?}: {out:?}");
+    serde_json::from_str(out.stdout.trim()).unwrap()
+}
+
+#[test]
+fn bench_over_tls_with_and_without_resumption() {
+    let pki = Pki::new();
+    let p = pki.serve("ping", &["tls://127.0.0.1:0"], &[]);
+    let ca = pki.path("ca.pem");
+    let addr = p.addrs[0].as_str();
+
+    let steady = bench_json(&["--ca", &ca, addr]);
+    assert_eq!(steady["transport"], "tls");
+    assert!(steady["requests"].as_u64().unwrap() > 10, "{steady}");
+    assert_eq!(steady["errors"], 0, "{steady}");
+    assert!(steady.get("handshakes").is_none(), "{steady}");
+
+    let resumed = bench_json(&["--reconnect", "--ca", &ca, addr]);
+    assert_eq!(resumed["mode"], "reconnect");
+    let handshakes = resumed["handshakes"].as_u64().unwrap();
+    assert!(handshakes > 5, "{resumed}");
+    assert_eq!(
+        resumed["requests"], handshakes,
+        "one request per connection"
+    );
+    assert!(
+        resumed["handshakes_per_sec"].as_f64().unwrap() > 0.0,
+        "{resumed}"
+    );
+    // The first connection of each is full; the rest resume.
+    let n_resumed = resumed["resumed"].as_u64().unwrap();
+    assert!(n_resumed + 2 >= handshakes && n_resumed > 0, "{resumed}");
+    assert_eq!(resumed["errors"], 0, "{resumed}");
+
+    let full = bench_json(&["--reconnect", "--no-resume", "--ca", &ca, addr]);
+    assert!(full["handshakes"].as_u64().unwrap() > 5, "{full}");
+    assert_eq!(full["resumed"], 0, "{full}");
+
+    // Verification applies to bench too.
+    let other = pki.path("other-ca.pem");
+    let out = run_bounded(&["bench", "-d", "1s", "--ca", &other, addr], LIMIT);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr.contains("certificate verify failed"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn no_resume_and_reconnect_are_checked() {
+    for (args, want) in [
+        (
+            vec!["bench", "--no-resume", "tls://127.0.0.1:1"],
+            "--reconnect",
+        ),
+        (
+            vec!["bench", "--reconnect", "--no-resume", "tcp://127.0.0.1:1"],
+            "tls://",
+        ),
+        (
+            vec!["bench", "--reconnect", "udp://127.0.0.1:1"],
+            "connection per request",
+        ),
+    ] {
+        let out = run_bounded(&args, LIMIT);
+        assert_eq!(out.code, Some(2), "{args:?}: {out:?}");
+        assert!(out.stderr.contains(want), "{args:?}: {}", out.stderr);
+    }
+}

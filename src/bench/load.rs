@@ -56,7 +56,7 @@ const PROBE_ATTEMPTS: u32 = 3;
 /// The pause before reopening a broken connection, and before sending again
 /// after a datagram socket error, so that a server that refuses or resets
 /// costs a few attempts a second rather than a busy loop.
-const RETRY_PAUSE: Duration = Duration::from_millis(10);
+pub(super) const RETRY_PAUSE: Duration = Duration::from_millis(10);
 
 /// The prebuilt stream write buffer holds about this much: enough copies of
 /// the request that a whole pipeline usually goes out in one write.
@@ -186,6 +186,8 @@ pub(crate) struct Plan {
     pub(crate) duration: Duration,
     /// Requests per second in all, for open loop.
     pub(crate) rate: Option<f64>,
+    /// A new connection per request (`--reconnect`).
+    pub(crate) reconnect: bool,
     /// How long a datagram request may wait for its reply (and the first
     /// request on each connection, on any transport).
     pub(crate) timeout: Duration,
@@ -194,17 +196,17 @@ pub(crate) struct Plan {
 
 /// The measured part of a run.
 #[derive(Debug, Clone, Copy)]
-struct Window {
+pub(super) struct Window {
     /// When load starts (warm-up included); open-loop schedules count from here.
     start: Instant,
     /// Requests sent before this are warm-up and not counted.
-    measure: Instant,
+    pub(super) measure: Instant,
     /// Replies after this are not counted.
     end: Instant,
 }
 
 impl Window {
-    fn contains(&self, t: Instant) -> bool {
+    pub(super) fn contains(&self, t: Instant) -> bool {
         self.measure <= t && t <= self.end
     }
 }
@@ -430,6 +432,11 @@ impl Worker {
                     Schedule::new(window.start + offset, interval)
                 });
                 match socket {
+                    // The proven connection has done its job: from here on
+                    // every request opens its own.
+                    Opened::Stream(_) if self.plan.reconnect => {
+                        tokio::task::spawn_local(super::reconnect::drive(shared.clone()));
+                    }
                     Opened::Stream(stream) => {
                         let conn = StreamConn::new(stream, &shared, schedule);
                         tokio::task::spawn_local(conn.drive());
@@ -548,11 +555,11 @@ async fn read_line(stream: &mut Stream, addr: &str) -> Result<(), ClientError> {
 /// they all record into, and their buffers. Held in an `Rc` by every
 /// connection task of one thread; the worker takes the stats out once the
 /// tasks are dropped.
-struct Shared {
-    plan: Arc<Plan>,
-    window: Window,
-    progress: Arc<Progress>,
-    stats: RefCell<(Totals, Latency)>,
+pub(super) struct Shared {
+    pub(super) plan: Arc<Plan>,
+    pub(super) window: Window,
+    pub(super) progress: Arc<Progress>,
+    pub(super) stats: RefCell<(Totals, Latency)>,
     /// Copies of the stream request, so that a batch of requests goes out
     /// in one write from one buffer that never changes (streams need no
     /// sequence numbers, so every connection sends the same bytes).
@@ -565,7 +572,7 @@ struct Shared {
 
 impl Shared {
     /// Counts `n` failed requests (or failed reconnects) seen at `now`.
-    fn errors(&self, n: u64, now: Instant) {
+    pub(super) fn errors(&self, n: u64, now: Instant) {
         if n == 0 {
             return;
         }

@@ -5,6 +5,7 @@
 //! prints the `stats::Report` as text or JSON (`stats`).
 
 pub(crate) mod load;
+mod reconnect;
 pub(crate) mod stats;
 
 use std::io::{IsTerminal, Write};
@@ -47,7 +48,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let scenario = Scenario {
         addr: plan.addr.clone(),
         transport: plan.endpoint.scheme(),
-        mode: if plan.rate.is_some() {
+        mode: if plan.reconnect {
+            "reconnect"
+        } else if plan.rate.is_some() {
             "open"
         } else {
             "closed"
@@ -126,10 +129,22 @@ fn plan(args: &BenchArgs) -> anyhow::Result<Plan> {
         None => std::thread::available_parallelism().map_or(1, usize::from),
     };
     let addr = endpoint.to_string();
-    let connector = Connector::new(&endpoint, load::CONNECT_TIMEOUT, &args.tls.options())?;
+    if args.reconnect && endpoint.is_datagram() {
+        return Err(usage(format!(
+            "--reconnect opens a connection per request: {} has none",
+            endpoint.scheme()
+        )));
+    }
+    if args.no_resume && !matches!(endpoint, Endpoint::Tls(_)) {
+        return Err(usage("--no-resume is for tls:// addresses".into()));
+    }
+    let mut tls = args.tls.options();
+    tls.no_resume = args.no_resume;
+    let connector = Connector::new(&endpoint, load::CONNECT_TIMEOUT, &tls)?;
     Ok(Plan {
         endpoint,
         connector,
+        reconnect: args.reconnect,
         addr,
         connections: args.connections as usize,
         pipeline: args.pipeline as usize,

@@ -162,6 +162,10 @@ pub(crate) struct Totals {
     /// Replies that matched no request in flight: a datagram reply after its
     /// request timed out, or a stream line no request asked for.
     pub(crate) unexpected: u64,
+    /// Connections opened for a request (`--reconnect`).
+    pub(crate) handshakes: u64,
+    /// Of those, the TLS sessions resumed rather than negotiated in full.
+    pub(crate) resumed: u64,
 }
 
 impl Totals {
@@ -173,6 +177,8 @@ impl Totals {
         self.errors += other.errors;
         self.timeouts += other.timeouts;
         self.unexpected += other.unexpected;
+        self.handshakes += other.handshakes;
+        self.resumed += other.resumed;
     }
 }
 
@@ -181,7 +187,8 @@ impl Totals {
 pub(crate) struct Scenario {
     pub(crate) addr: String,
     pub(crate) transport: &'static str,
-    /// `closed` (keep `pipeline` requests in flight) or `open` (`--rate`).
+    /// `closed` (keep `pipeline` requests in flight), `open` (`--rate`) or
+    /// `reconnect` (a new connection per request).
     pub(crate) mode: &'static str,
     pub(crate) connections: usize,
     pub(crate) pipeline: usize,
@@ -209,6 +216,14 @@ pub(crate) struct Report {
     pub(crate) errors: u64,
     pub(crate) timeouts: u64,
     pub(crate) unexpected_replies: u64,
+    /// `--reconnect` only: connections opened (TLS: handshakes), per
+    /// second, and how many of the TLS sessions were resumed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) handshakes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) handshakes_per_sec: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) resumed: Option<u64>,
     /// Milliseconds; from the intended send time in open loop. `null` when
     /// no request completed.
     pub(crate) latency_ms: Option<LatencySummary>,
@@ -231,7 +246,6 @@ impl Report {
             }
         };
         Report {
-            scenario,
             duration_s: (secs * 1e3).round() / 1e3,
             requests: totals.requests,
             requests_per_sec: per_sec(totals.requests),
@@ -242,7 +256,12 @@ impl Report {
             errors: totals.errors,
             timeouts: totals.timeouts,
             unexpected_replies: totals.unexpected,
+            handshakes: (scenario.mode == "reconnect").then_some(totals.handshakes),
+            handshakes_per_sec: (scenario.mode == "reconnect").then(|| per_sec(totals.handshakes)),
+            resumed: (scenario.mode == "reconnect" && scenario.transport == "tls")
+                .then_some(totals.resumed),
             latency_ms: latency.summary(),
+            scenario,
         }
     }
 
@@ -257,6 +276,7 @@ impl Report {
         let mut out = String::new();
         let mode = match s.target_rate {
             Some(rate) => format!("open loop at {rate} req/s"),
+            None if s.mode == "reconnect" => "a new connection per request".to_owned(),
             None => "closed loop".to_owned(),
         };
         let _ = writeln!(
@@ -302,6 +322,13 @@ impl Report {
             let _ = write!(out, ", {} unexpected replies", self.unexpected_replies);
         }
         out.push_str(")\n");
+        if let (Some(opened), Some(per_sec)) = (self.handshakes, self.handshakes_per_sec) {
+            let _ = write!(out, "  opened    {opened} connections ({per_sec:.1}/s)");
+            if let Some(resumed) = self.resumed {
+                let _ = write!(out, ", {resumed} TLS sessions resumed");
+            }
+            out.push('\n');
+        }
         match &self.latency_ms {
             None => out.push_str("  latency   no request completed\n"),
             Some(l) => {

@@ -71,6 +71,19 @@ impl Stream {
         matches!(self, Stream::Tls(_))
     }
 
+    /// Whether the TLS session was resumed rather than negotiated in full;
+    /// `None` when the stream is not TLS (or the handshake is not done).
+    pub fn tls_resumed(&self) -> Option<bool> {
+        let Stream::Tls(tls) = self else {
+            return None;
+        };
+        let kind = match &**tls {
+            tokio_rustls::TlsStream::Client(c) => c.get_ref().1.handshake_kind(),
+            tokio_rustls::TlsStream::Server(s) => s.get_ref().1.handshake_kind(),
+        };
+        kind.map(|k| k == rustls::HandshakeKind::Resumed)
+    }
+
     /// Waits for data, reads at most `limit` bytes (and at most 4 KiB) into
     /// a short-lived stack buffer and hands them to `take`; returns the
     /// bytes read, 0 at EOF.
