@@ -4,11 +4,10 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::Parser;
 use sockit::cli::{Cli, Command};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = sockit::cli::parse_args();
     sockit::logging::init(&cli.log);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
