@@ -67,7 +67,7 @@ pub enum Command {
 
 /// `sockit serve`.
 #[derive(Debug, Args)]
-#[command(allow_negative_numbers = true)]
+#[command(allow_negative_numbers = true, after_long_help = SERVE_EXAMPLES)]
 pub struct ServeArgs {
     /// The service to run.
     #[arg(value_enum, required_unless_present = "config")]
@@ -113,7 +113,7 @@ pub struct LimitArgs {
 
 /// `sockit connect`.
 #[derive(Debug, Args)]
-#[command(allow_negative_numbers = true)]
+#[command(allow_negative_numbers = true, after_long_help = CONNECT_EXAMPLES)]
 pub struct ConnectArgs {
     /// Where to connect: tcp://, udp://, unix://, unixgram:// or HOST:PORT.
     #[arg(value_name = "ADDR")]
@@ -132,7 +132,7 @@ pub struct ConnectArgs {
 
 /// `sockit send`.
 #[derive(Debug, Args)]
-#[command(allow_negative_numbers = true)]
+#[command(allow_negative_numbers = true, after_long_help = SEND_EXAMPLES)]
 pub struct SendArgs {
     /// Where to send: tcp://, udp://, unix://, unixgram:// or HOST:PORT.
     #[arg(value_name = "ADDR")]
@@ -152,12 +152,8 @@ pub struct SendArgs {
 #[derive(Debug, Args)]
 #[command(
     allow_negative_numbers = true,
-    after_help = "Each request is the line `ping SEQ PADDING`, one datagram each over UDP; \
-the service answers `pong SEQ PADDING`. Requests go out every INTERVAL whether or not \
-replies came; lost, duplicated and reordered replies are counted. Ctrl-C (or -c, or -w) \
-ends the run and prints the summary. Exit status 0 only if a reply came back.\n\n\
---json prints one JSON object per line: {\"type\":\"reply\",...} per reply, then \
-{\"type\":\"summary\",...} (see docs/bench.md)."
+    after_help = PING_NOTES,
+    after_long_help = with_examples(PING_NOTES, PING_EXAMPLES)
 )]
 pub struct PingArgs {
     /// The ping service: tcp://, udp://, unix://, unixgram:// or HOST:PORT.
@@ -189,12 +185,8 @@ pub struct PingArgs {
 #[derive(Debug, Args)]
 #[command(
     allow_negative_numbers = true,
-    after_help = "Each request is one line, `ping 0000000000 abc...` padded to SIZE \
-(or --request LINE); each reply is one line (one datagram over UDP), so sockit's echo, \
-ping, hello and timestamp services and any line-reply server (redis's inline PING) work. \
-Closed loop keeps DEPTH requests in flight per connection; open loop (--rate) sends on \
-schedule and measures latency from the scheduled time. Exit status 1 if no request \
-completed. Fields of --json: see docs/bench.md."
+    after_help = BENCH_NOTES,
+    after_long_help = with_examples(BENCH_NOTES, BENCH_EXAMPLES)
 )]
 pub struct BenchArgs {
     /// The service under load: tcp://, udp://, unix://, unixgram:// or HOST:PORT.
@@ -238,7 +230,7 @@ pub struct BenchArgs {
 
 /// `sockit peer`.
 #[derive(Debug, Args)]
-#[command(allow_negative_numbers = true)]
+#[command(allow_negative_numbers = true, after_long_help = PEER_EXAMPLES)]
 pub struct PeerArgs {
     /// This node's UDP address (HOST:PORT means udp://HOST:PORT).
     #[arg(
@@ -280,6 +272,70 @@ pub struct PeerArgs {
     /// so later ones overtake them.
     #[arg(long, value_name = "P", hide = true, default_value_t = 0.0, value_parser = parse_fraction)]
     pub simulate_reorder: f64,
+}
+
+/// How `sockit ping` works, after its options in `-h` and `--help`.
+const PING_NOTES: &str = "Each request is the line `ping SEQ PADDING`, one datagram each over UDP; \
+the service answers `pong SEQ PADDING`. Requests go out every INTERVAL whether or not \
+replies came; lost, duplicated and reordered replies are counted. Ctrl-C (or -c, or -w) \
+ends the run and prints the summary. Exit status 0 only if a reply came back.\n\n\
+--json prints one JSON object per line: {\"type\":\"reply\",...} per reply, then \
+{\"type\":\"summary\",...} (see docs/bench.md).";
+
+/// How `sockit bench` works, after its options in `-h` and `--help`.
+const BENCH_NOTES: &str = "Each request is one line, `ping 0000000000 abc...` padded to SIZE \
+(or --request LINE); each reply is one line (one datagram over UDP), so sockit's echo, \
+ping, hello and timestamp services and any line-reply server (redis's inline PING) work. \
+Closed loop keeps DEPTH requests in flight per connection; open loop (--rate) sends on \
+schedule and measures latency from the scheduled time. Exit status 1 if no request \
+completed. Fields of --json: see docs/bench.md.";
+
+// The examples end each subcommand's `--help` (not `-h`), as ripgrep's and
+// curl's do. tests/cli.rs parses every one of them.
+
+const SERVE_EXAMPLES: &str = "\
+Examples:
+  sockit serve echo                   # TCP and UDP 127.0.0.1:7007
+  sockit serve ping -l tcp://0.0.0.0:8888 -l udp://0.0.0.0:8888
+  sockit serve hello -l unix:///tmp/hello.sock --max-conns 100 --idle-timeout 30s
+  sockit serve timestamp -l 0.0.0.0:21567 --allow 10.0.0.0/8 --max-line 4KiB
+  sockit serve --config services.toml # several services, like inetd";
+
+const CONNECT_EXAMPLES: &str = "\
+Examples:
+  sockit connect 127.0.0.1:7007       # type lines, read the echo
+  sockit connect --crlf tcp://[::1]:8000
+  sockit connect udp://127.0.0.1:7007 --timeout 2
+  echo hello | sockit connect --hex unix:///tmp/echo.sock";
+
+const SEND_EXAMPLES: &str = "\
+Examples:
+  sockit send 127.0.0.1:8000 World    # Hello, World
+  sockit send udp://127.0.0.1:8888 ping one two
+  sockit send --raw 127.0.0.1:21567 hi --timeout 0.5";
+
+const PING_EXAMPLES: &str = "\
+Examples:
+  sockit ping 127.0.0.1:8888          # once a second until Ctrl-C
+  sockit ping udp://127.0.0.1:8888 -c 10 -i 0.2
+  sockit ping unix:///tmp/ping.sock -w 5 -s 1KiB
+  sockit ping 127.0.0.1:8888 -c 100 -i 10ms --json";
+
+const BENCH_EXAMPLES: &str = "\
+Examples:
+  sockit bench 127.0.0.1:7007 -c 50 --pipeline 8 -d 5
+  sockit bench udp://127.0.0.1:8888 --rate 10000 -d 30s --json
+  sockit bench 127.0.0.1:6379 --request PING -c 4";
+
+const PEER_EXAMPLES: &str = "\
+Examples:
+  sockit peer --name alice -l 127.0.0.1:9999
+  sockit peer --name bob -l 127.0.0.1:10000 --join 127.0.0.1:9999
+  sockit peer -l :10001 -j :9999 --secret-file mesh.key --json";
+
+/// A subcommand's notes followed by its examples, for `--help`.
+fn with_examples(notes: &str, examples: &str) -> String {
+    format!("{notes}\n\n{examples}")
 }
 
 /// The most `ping -c` takes: at `-i 1ms`, eleven days of pinging.

@@ -268,3 +268,52 @@ fn ping_ends_at_a_bare_seconds_deadline() {
         .unwrap_or_else(|| panic!("no summary in {}", out.stdout));
     assert!((4..=6).contains(&sent), "{sent} sent: {}", out.stdout);
 }
+
+/// The subcommands whose `--help` ends with examples.
+const SUBCOMMANDS: &[&str] = &["serve", "connect", "send", "ping", "bench", "peer"];
+
+/// The commands in the `Examples:` section at the end of `help`, as
+/// argument lists (comments, pipes into them and redirections dropped).
+fn examples(help: &str) -> Vec<Vec<String>> {
+    let (_, section) = help
+        .rsplit_once("\nExamples:\n")
+        .unwrap_or_else(|| panic!("no Examples: section in {help}"));
+    section
+        .lines()
+        .map(|line| {
+            let line = line.split(" #").next().unwrap();
+            let line = line.rsplit('|').next().unwrap();
+            let line = line.split(['>', '&']).next().unwrap();
+            line.split_whitespace().map(str::to_owned).collect()
+        })
+        .collect()
+}
+
+#[test]
+fn long_help_ends_with_examples_that_parse() {
+    use clap::Parser;
+    for sub in SUBCOMMANDS {
+        let long = sockit(&[sub, "--help"]);
+        assert_eq!(long.code, Some(0), "{sub}: {long:?}");
+        let commands = examples(&long.stdout);
+        assert!(commands.len() >= 3, "{sub}: {commands:?}");
+        for argv in commands {
+            assert_eq!(argv[..2], ["sockit", *sub], "{argv:?}");
+            if let Err(e) = sockit::cli::Cli::try_parse_from(&argv) {
+                panic!("{argv:?} does not parse: {e}");
+            }
+        }
+        // The short help stays short.
+        let short = sockit(&[sub, "-h"]);
+        assert!(
+            !short.stdout.contains("Examples:"),
+            "{sub}: {}",
+            short.stdout
+        );
+    }
+    // The notes that ping and bench had after their options are still there.
+    let ping = sockit(&["ping", "--help"]).stdout;
+    assert!(ping.contains("Exit status 0 only if a reply came back."));
+    let bench = sockit(&["bench", "--help"]).stdout;
+    assert!(bench.contains("Exit status 1 if no request completed."));
+}
