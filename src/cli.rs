@@ -63,6 +63,12 @@ pub enum Command {
     Bench(BenchArgs),
     /// Join (or start) a peer-to-peer UDP mesh: every node is client and server.
     Peer(PeerArgs),
+    /// Print shell completions for sockit (bash, zsh, fish, elvish, powershell).
+    #[command(after_long_help = COMPLETIONS_EXAMPLES)]
+    Completions(CompletionsArgs),
+    /// Print sockit's man page (roff).
+    #[command(after_long_help = MAN_EXAMPLES)]
+    Man,
 }
 
 /// `sockit serve`.
@@ -228,6 +234,14 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
+/// `sockit completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
 /// `sockit peer`.
 #[derive(Debug, Args)]
 #[command(allow_negative_numbers = true, after_long_help = PEER_EXAMPLES)]
@@ -332,6 +346,18 @@ Examples:
   sockit peer --name alice -l 127.0.0.1:9999
   sockit peer --name bob -l 127.0.0.1:10000 --join 127.0.0.1:9999
   sockit peer -l :10001 -j :9999 --secret-file mesh.key --json";
+
+const COMPLETIONS_EXAMPLES: &str = "\
+Examples:
+  sockit completions bash > ~/.local/share/bash-completion/completions/sockit
+  sockit completions zsh > ~/.zfunc/_sockit
+  sockit completions fish > ~/.config/fish/completions/sockit.fish";
+
+const MAN_EXAMPLES: &str = "\
+Examples:
+  sockit man > sockit.1 && man ./sockit.1
+  sockit man > /usr/local/share/man/man1/sockit.1
+  sockit man > ~/.local/share/man/man1/sockit.1";
 
 /// A subcommand's notes followed by its examples, for `--help`.
 fn with_examples(notes: &str, examples: &str) -> String {

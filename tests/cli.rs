@@ -270,7 +270,16 @@ fn ping_ends_at_a_bare_seconds_deadline() {
 }
 
 /// The subcommands whose `--help` ends with examples.
-const SUBCOMMANDS: &[&str] = &["serve", "connect", "send", "ping", "bench", "peer"];
+const SUBCOMMANDS: &[&str] = &[
+    "serve",
+    "connect",
+    "send",
+    "ping",
+    "bench",
+    "peer",
+    "completions",
+    "man",
+];
 
 /// The commands in the `Examples:` section at the end of `help`, as
 /// argument lists (comments, pipes into them and redirections dropped).
@@ -316,4 +325,43 @@ fn long_help_ends_with_examples_that_parse() {
     assert!(ping.contains("Exit status 0 only if a reply came back."));
     let bench = sockit(&["bench", "--help"]).stdout;
     assert!(bench.contains("Exit status 1 if no request completed."));
+}
+
+#[test]
+fn completions_for_every_shell() {
+    let bash = sockit(&["completions", "bash"]);
+    assert_eq!(bash.code, Some(0), "{bash:?}");
+    assert!(bash.stdout.contains("sockit"), "{}", bash.stdout);
+    assert!(bash.stdout.contains("serve"), "{}", bash.stdout);
+    assert!(bash.stdout.contains("--max-conns"), "{}", bash.stdout);
+    assert_eq!(bash.stderr, "");
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let out = sockit(&["completions", shell]);
+        assert_eq!(out.code, Some(0), "{shell}: {out:?}");
+        assert!(out.stdout.contains("sockit"), "{shell}: {}", out.stdout);
+        assert!(out.stdout.contains("serve"), "{shell}: {}", out.stdout);
+    }
+}
+
+#[test]
+fn an_unknown_shell_is_a_usage_error() {
+    let line = usage_error(&["completions", "tcsh"]);
+    assert!(line.starts_with("sockit: invalid value 'tcsh'"), "{line}");
+    assert!(line.contains("bash"), "{line}");
+    let out = sockit(&["completions"]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+}
+
+#[test]
+fn man_prints_a_roff_page() {
+    let out = sockit(&["man"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(out.stderr, "");
+    let page = out.stdout;
+    assert!(page.starts_with('.'), "{page:.200}");
+    assert!(page.contains(".TH sockit 1"), "{page:.400}");
+    for section in [".SH NAME", ".SH SYNOPSIS", ".SH OPTIONS", ".SH SUBCOMMANDS"] {
+        assert!(page.contains(section), "no {section} in {page:.400}");
+    }
+    assert!(page.contains("sockit\\-serve"), "{page}");
 }
