@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::config::{MAX_MAX_CONNS, MAX_MAX_LINE, MAX_UDP_RATE};
 use crate::net::tls::ClientTlsOptions;
 use crate::service::ServiceKind;
-use crate::units::{parse_bytes, parse_duration};
+use crate::units::{parse_bytes, parse_duration, parse_nonzero_duration};
 
 /// sockit: the socket-programming tutorials' servers and clients, grown up.
 #[derive(Debug, Parser)]
@@ -63,10 +64,17 @@ pub enum Command {
     Bench(BenchArgs),
     /// Join (or start) a peer-to-peer UDP mesh: every node is client and server.
     Peer(PeerArgs),
+    /// Print shell completions for sockit (bash, zsh, fish, elvish, powershell).
+    #[command(after_long_help = COMPLETIONS_EXAMPLES)]
+    Completions(CompletionsArgs),
+    /// Print sockit's man page (roff).
+    #[command(after_long_help = MAN_EXAMPLES)]
+    Man,
 }
 
 /// `sockit serve`.
 #[derive(Debug, Args)]
+#[command(allow_negative_numbers = true, after_long_help = SERVE_EXAMPLES)]
 pub struct ServeArgs {
     /// The service to run.
     #[arg(value_enum, required_unless_present = "config")]
@@ -136,13 +144,13 @@ impl TlsClientArgs {
 pub struct LimitArgs {
     /// Connections served at once; beyond it a new one is told
     /// `error: too many connections` and closed.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = whole_number::<usize>(1, MAX_MAX_CONNS as u64))]
     pub max_conns: Option<usize>,
     /// Close a connection that has been silent this long (0s: never).
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     pub idle_timeout: Option<Duration>,
     /// The longest line a message service accepts.
-    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    #[arg(long, value_name = "BYTES", value_parser = parse_max_line)]
     pub max_line: Option<usize>,
     /// Only peers in this network may connect (repeatable; CIDR or address).
     #[arg(long, value_name = "CIDR")]
@@ -151,12 +159,13 @@ pub struct LimitArgs {
     #[arg(long, value_name = "CIDR")]
     pub deny: Vec<String>,
     /// UDP replies per second to one non-loopback source address (0: unlimited).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = whole_number::<u32>(0, MAX_UDP_RATE.into()))]
     pub udp_rate: Option<u32>,
 }
 
 /// `sockit connect`.
 #[derive(Debug, Args)]
+#[command(allow_negative_numbers = true, after_long_help = CONNECT_EXAMPLES)]
 pub struct ConnectArgs {
     /// Where to connect: tcp://, udp://, unix://, unixgram://, tls:// or HOST:PORT.
     #[arg(value_name = "ADDR")]
@@ -178,6 +187,7 @@ pub struct ConnectArgs {
 
 /// `sockit send`.
 #[derive(Debug, Args)]
+#[command(allow_negative_numbers = true, after_long_help = SEND_EXAMPLES)]
 pub struct SendArgs {
     /// Where to send: tcp://, udp://, unix://, unixgram://, tls:// or HOST:PORT.
     #[arg(value_name = "ADDR")]
@@ -189,7 +199,7 @@ pub struct SendArgs {
     #[arg(long)]
     pub raw: bool,
     /// Give up when the replies have not all come by then.
-    #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "5s")]
+    #[arg(long, value_name = "DUR", value_parser = parse_nonzero_duration, default_value = "5s")]
     pub timeout: Duration,
     /// TLS verification, for tls:// addresses.
     #[command(flatten)]
@@ -199,12 +209,9 @@ pub struct SendArgs {
 /// `sockit ping`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Each request is the line `ping SEQ PADDING`, one datagram each over UDP; \
-the service answers `pong SEQ PADDING`. Requests go out every INTERVAL whether or not \
-replies came; lost, duplicated and reordered replies are counted. Ctrl-C (or -c, or -w) \
-ends the run and prints the summary. Exit status 0 only if a reply came back.\n\n\
---json prints one JSON object per line: {\"type\":\"reply\",...} per reply, then \
-{\"type\":\"summary\",...} (see docs/bench.md)."
+    allow_negative_numbers = true,
+    after_help = PING_NOTES,
+    after_long_help = with_examples(PING_NOTES, PING_EXAMPLES)
 )]
 pub struct PingArgs {
     /// The ping service: tcp://, udp://, unix://, unixgram://, tls:// or HOST:PORT.
@@ -212,7 +219,7 @@ pub struct PingArgs {
     pub addr: String,
     /// Stop after sending COUNT requests (and waiting for their replies).
     /// Default: until Ctrl-C or -w.
-    #[arg(short = 'c', long, value_name = "COUNT", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(short = 'c', long, value_name = "COUNT", value_parser = whole_number::<u64>(1, MAX_PING_COUNT))]
     pub count: Option<u64>,
     /// Time between requests (at least 1ms).
     #[arg(short = 'i', long, value_name = "INTERVAL", value_parser = parse_duration, default_value = "1s")]
@@ -221,7 +228,7 @@ pub struct PingArgs {
     #[arg(short = 's', long, value_name = "SIZE", value_parser = parse_bytes, default_value = "64")]
     pub size: usize,
     /// Stop after this long, however many requests were sent or answered.
-    #[arg(short = 'w', long = "deadline", value_name = "DEADLINE", value_parser = parse_duration)]
+    #[arg(short = 'w', long = "deadline", value_name = "DEADLINE", value_parser = parse_nonzero_duration)]
     pub deadline: Option<Duration>,
     /// After the last request, wait this long for outstanding replies
     /// (default: twice the slowest round trip, at least 1s).
@@ -238,12 +245,9 @@ pub struct PingArgs {
 /// `sockit bench`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Each request is one line, `ping 0000000000 abc...` padded to SIZE \
-(or --request LINE); each reply is one line (one datagram over UDP), so sockit's echo, \
-ping, hello and timestamp services and any line-reply server (redis's inline PING) work. \
-Closed loop keeps DEPTH requests in flight per connection; open loop (--rate) sends on \
-schedule and measures latency from the scheduled time. Exit status 1 if no request \
-completed. Fields of --json: see docs/bench.md."
+    allow_negative_numbers = true,
+    after_help = BENCH_NOTES,
+    after_long_help = with_examples(BENCH_NOTES, BENCH_EXAMPLES)
 )]
 pub struct BenchArgs {
     /// The service under load: tcp://, udp://, unix://, unixgram://, tls:// or HOST:PORT.
@@ -251,14 +255,14 @@ pub struct BenchArgs {
     pub addr: String,
     /// Connections to open (over UDP: sockets).
     #[arg(short = 'c', long = "connections", value_name = "CONNS", default_value_t = 10,
-          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+          value_parser = whole_number::<u32>(1, 10_000))]
     pub connections: u32,
     /// Requests in flight on each connection (open loop: at most this many).
     #[arg(long, value_name = "DEPTH", default_value_t = 1,
-          value_parser = clap::value_parser!(u32).range(1..=4096))]
+          value_parser = whole_number::<u32>(1, 4096))]
     pub pipeline: u32,
     /// How long to measure, after the warm-up.
-    #[arg(short = 'd', long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
+    #[arg(short = 'd', long, value_name = "DURATION", value_parser = parse_nonzero_duration, default_value = "10s")]
     pub duration: Duration,
     /// Load before measuring, left out of the results.
     #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "1s")]
@@ -270,15 +274,15 @@ pub struct BenchArgs {
     #[arg(long, value_name = "LINE", conflicts_with = "size")]
     pub request: Option<String>,
     /// Open loop: send R requests per second in all, spread over the connections.
-    #[arg(long, value_name = "R")]
+    #[arg(long, value_name = "R", value_parser = parse_rate)]
     pub rate: Option<f64>,
     /// A datagram request unanswered this long counts as a timeout; also the
     /// wait for each connection's first reply.
-    #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "1s")]
+    #[arg(long, value_name = "DUR", value_parser = parse_nonzero_duration, default_value = "1s")]
     pub timeout: Duration,
     /// Worker threads, each with its share of the connections (default: the
     /// CPUs this process may run on, so `taskset -c 1` means one).
-    #[arg(short = 't', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(short = 't', long, value_name = "N", value_parser = whole_number::<u32>(1, 1024))]
     pub threads: Option<u32>,
     /// Print the result as one JSON object instead of text.
     #[arg(long)]
@@ -296,8 +300,17 @@ pub struct BenchArgs {
     pub tls: TlsClientArgs,
 }
 
+/// `sockit completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
 /// `sockit peer`.
 #[derive(Debug, Args)]
+#[command(allow_negative_numbers = true, after_long_help = PEER_EXAMPLES)]
 pub struct PeerArgs {
     /// This node's UDP address (HOST:PORT means udp://HOST:PORT).
     #[arg(
@@ -330,14 +343,14 @@ pub struct PeerArgs {
     #[arg(long)]
     pub json: bool,
     /// Testing aid: drop this fraction (0 to 1) of outgoing datagrams.
-    #[arg(long, value_name = "P", hide = true, default_value_t = 0.0)]
+    #[arg(long, value_name = "P", hide = true, default_value_t = 0.0, value_parser = parse_fraction)]
     pub simulate_loss: f64,
     /// Testing aid: send this fraction of outgoing datagrams twice.
-    #[arg(long, value_name = "P", hide = true, default_value_t = 0.0)]
+    #[arg(long, value_name = "P", hide = true, default_value_t = 0.0, value_parser = parse_fraction)]
     pub simulate_duplicate: f64,
     /// Testing aid: delay this fraction of outgoing datagrams by up to 30ms,
     /// so later ones overtake them.
-    #[arg(long, value_name = "P", hide = true, default_value_t = 0.0)]
+    #[arg(long, value_name = "P", hide = true, default_value_t = 0.0, value_parser = parse_fraction)]
     pub simulate_reorder: f64,
 }
 
@@ -352,6 +365,166 @@ impl ValueEnum for ServiceKind {
     }
 }
 
+/// How `sockit ping` works, after its options in `-h` and `--help`.
+const PING_NOTES: &str = "Each request is the line `ping SEQ PADDING`, one datagram each over UDP; \
+the service answers `pong SEQ PADDING`. Requests go out every INTERVAL whether or not \
+replies came; lost, duplicated and reordered replies are counted. Ctrl-C (or -c, or -w) \
+ends the run and prints the summary. Exit status 0 only if a reply came back.\n\n\
+--json prints one JSON object per line: {\"type\":\"reply\",...} per reply, then \
+{\"type\":\"summary\",...} (see docs/bench.md).";
+
+/// How `sockit bench` works, after its options in `-h` and `--help`.
+const BENCH_NOTES: &str = "Each request is one line, `ping 0000000000 abc...` padded to SIZE \
+(or --request LINE); each reply is one line (one datagram over UDP), so sockit's echo, \
+ping, hello and timestamp services and any line-reply server (redis's inline PING) work. \
+Closed loop keeps DEPTH requests in flight per connection; open loop (--rate) sends on \
+schedule and measures latency from the scheduled time. Exit status 1 if no request \
+completed. Fields of --json: see docs/bench.md.";
+
+// The examples end each subcommand's `--help` (not `-h`), as ripgrep's and
+// curl's do. tests/cli.rs parses every one of them.
+
+const SERVE_EXAMPLES: &str = "\
+Examples:
+  sockit serve echo                   # TCP and UDP 127.0.0.1:7007
+  sockit serve ping -l tcp://0.0.0.0:8888 -l udp://0.0.0.0:8888
+  sockit serve hello -l unix:///tmp/hello.sock --max-conns 100 --idle-timeout 30s
+  sockit serve timestamp -l 0.0.0.0:21567 --allow 10.0.0.0/8 --max-line 4KiB
+  sockit serve ping -l :8888 -l tls://127.0.0.1:8443 --tls-cert cert.pem --tls-key key.pem
+  sockit serve echo -l tls://127.0.0.1:7443   # self-signed development certificate
+  sockit serve --config services.toml # several services, like inetd";
+
+const CONNECT_EXAMPLES: &str = "\
+Examples:
+  sockit connect 127.0.0.1:7007       # type lines, read the echo
+  sockit connect --crlf tcp://[::1]:8000
+  sockit connect udp://127.0.0.1:7007 --timeout 2
+  echo hello | sockit connect --hex unix:///tmp/echo.sock
+  sockit connect --ca ca.pem tls://localhost:7443
+  sockit connect --insecure tls://127.0.0.1:7443  # e.g. a development certificate";
+
+const SEND_EXAMPLES: &str = "\
+Examples:
+  sockit send 127.0.0.1:8000 World    # Hello, World
+  sockit send udp://127.0.0.1:8888 ping one two
+  sockit send --raw 127.0.0.1:21567 hi --timeout 0.5
+  sockit send --ca ca.pem --servername sockit.example tls://10.0.0.5:8443 ping";
+
+const PING_EXAMPLES: &str = "\
+Examples:
+  sockit ping 127.0.0.1:8888          # once a second until Ctrl-C
+  sockit ping udp://127.0.0.1:8888 -c 10 -i 0.2
+  sockit ping unix:///tmp/ping.sock -w 5 -s 1KiB
+  sockit ping 127.0.0.1:8888 -c 100 -i 10ms --json";
+
+const BENCH_EXAMPLES: &str = "\
+Examples:
+  sockit bench 127.0.0.1:7007 -c 50 --pipeline 8 -d 5
+  sockit bench udp://127.0.0.1:8888 --rate 10000 -d 30s --json
+  sockit bench 127.0.0.1:6379 --request PING -c 4
+  sockit bench --ca ca.pem tls://localhost:8443 -c 50
+  sockit bench --insecure tls://127.0.0.1:8443 --reconnect -c 8   # handshakes/s";
+
+const PEER_EXAMPLES: &str = "\
+Examples:
+  sockit peer --name alice -l 127.0.0.1:9999
+  sockit peer --name bob -l 127.0.0.1:10000 --join 127.0.0.1:9999
+  sockit peer -l :10001 -j :9999 --secret-file mesh.key --json";
+
+const COMPLETIONS_EXAMPLES: &str = "\
+Examples:
+  sockit completions bash > ~/.local/share/bash-completion/completions/sockit
+  sockit completions zsh > ~/.zfunc/_sockit
+  sockit completions fish > ~/.config/fish/completions/sockit.fish";
+
+const MAN_EXAMPLES: &str = "\
+Examples:
+  sockit man > sockit.1 && man ./sockit.1
+  sockit man > /usr/local/share/man/man1/sockit.1
+  sockit man > ~/.local/share/man/man1/sockit.1";
+
+/// A subcommand's notes followed by its examples, for `--help`.
+fn with_examples(notes: &str, examples: &str) -> String {
+    format!("{notes}\n\n{examples}")
+}
+
+/// The most `ping -c` takes: at `-i 1ms`, eleven days of pinging.
+const MAX_PING_COUNT: u64 = 1_000_000_000;
+
+/// Parses the command line, exiting on a mistake or for `--help` and
+/// `--version` as clap does, except that a bad value (`--max-conns 0`,
+/// `-i soon`) is reported as one line, like sockit's other usage errors:
+/// `sockit: invalid value '0' for '--max-conns <N>': expected ...`.
+pub fn parse_args() -> Cli {
+    use clap::error::ErrorKind;
+    Cli::try_parse().unwrap_or_else(|e| match e.kind() {
+        ErrorKind::ValueValidation | ErrorKind::InvalidValue => {
+            eprintln!("sockit: {}", one_line(&e));
+            std::process::exit(2);
+        }
+        _ => e.exit(),
+    })
+}
+
+/// A clap error's text on one line, without the `error: ` label and the
+/// pointer to `--help`.
+fn one_line(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("For more information"))
+        .collect();
+    let joined = lines.join(" ");
+    joined.strip_prefix("error: ").unwrap_or(&joined).to_owned()
+}
+
+/// A value parser for a whole number from `lo` to `hi`; whatever is wrong
+/// with the text (`-1`, `1e308`, `NaN`, too many digits), the message
+/// gives the range.
+fn whole_number<T>(lo: u64, hi: u64) -> impl Fn(&str) -> Result<T, String> + Clone
+where
+    T: TryFrom<u64>,
+{
+    move |text| {
+        text.trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| (lo..=hi).contains(n))
+            .and_then(|n| T::try_from(n).ok())
+            .ok_or_else(|| format!("expected a whole number from {lo} to {hi}"))
+    }
+}
+
+/// `peer --simulate-*`: a fraction of datagrams, from 0 to 1.
+fn parse_fraction(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
+        _ => Err("expected a fraction from 0 to 1, like 0.1".into()),
+    }
+}
+
+/// `--max-line`: a size between one byte and [`MAX_MAX_LINE`].
+fn parse_max_line(text: &str) -> Result<usize, String> {
+    match parse_bytes(text)? {
+        n if (1..=MAX_MAX_LINE).contains(&n) => Ok(n),
+        n => Err(format!("{n} bytes: must be between 1 byte and 16MiB")),
+    }
+}
+
+/// `bench --rate`: a finite number of requests per second within
+/// [`crate::bench::MIN_RATE`] and [`crate::bench::MAX_RATE`], so that
+/// each connection's send interval is a duration the timers can hold.
+fn parse_rate(text: &str) -> Result<f64, String> {
+    use crate::bench::{MAX_RATE, MIN_RATE};
+    match text.trim().parse::<f64>() {
+        Ok(rate) if (MIN_RATE..=MAX_RATE).contains(&rate) => Ok(rate),
+        _ => Err(format!(
+            "must be between {MIN_RATE} and {MAX_RATE} requests per second"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -360,5 +533,72 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn whole_numbers_name_their_range() {
+        let conns = whole_number::<usize>(1, 10);
+        assert_eq!(conns("10"), Ok(10));
+        for bad in [
+            "0",
+            "11",
+            "-1",
+            "1e308",
+            "NaN",
+            "inf",
+            "99999999999999999999999",
+            "",
+        ] {
+            assert_eq!(
+                conns(bad),
+                Err("expected a whole number from 1 to 10".to_string()),
+                "{bad:?}"
+            );
+        }
+        // The range is checked before the narrowing conversion.
+        assert!(whole_number::<u8>(0, 1000)("300").is_err());
+    }
+
+    #[test]
+    fn value_errors_are_one_line() {
+        let e = Cli::try_parse_from(["sockit", "serve", "echo", "--max-conns", "-1"]).unwrap_err();
+        assert_eq!(
+            one_line(&e),
+            "invalid value '-1' for '--max-conns <N>': expected a whole number from 1 to 1000000"
+        );
+        let e = Cli::try_parse_from(["sockit", "--log-format", "xml", "ping", "x"]).unwrap_err();
+        assert_eq!(
+            one_line(&e),
+            "invalid value 'xml' for '--log-format <LOG_FORMAT>' [possible values: text, json]"
+        );
+    }
+
+    #[test]
+    fn rates_are_bounded() {
+        assert_eq!(parse_rate("1000"), Ok(1000.0));
+        assert_eq!(parse_rate("0.5"), Ok(0.5));
+        for bad in [
+            "0", "-1", "1e-20", "1e308", "NaN", "inf", "-inf", "lots", "",
+        ] {
+            assert!(parse_rate(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn fractions_are_bounded() {
+        assert_eq!(parse_fraction("0.25"), Ok(0.25));
+        assert_eq!(parse_fraction("1"), Ok(1.0));
+        for bad in ["1.5", "-0.1", "1e308", "NaN", "inf", "half"] {
+            assert!(parse_fraction(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn max_lines_are_bounded() {
+        assert_eq!(parse_max_line("1KiB"), Ok(1024));
+        assert_eq!(parse_max_line("16MiB"), Ok(16 << 20));
+        for bad in ["0", "17MiB", "-1"] {
+            assert!(parse_max_line(bad).is_err(), "{bad:?} should be rejected");
+        }
     }
 }

@@ -7,17 +7,18 @@
 //! The file format (every key but `name` optional):
 //!
 //! ```toml
-//! grace = "10s"              # shutdown grace period
+//! grace = "10s"              # shutdown grace period; a bare number is seconds
 //!
 //! [[service]]
 //! name = "ping"
 //! listen = ["tcp://127.0.0.1:8888", "udp://127.0.0.1:8888"]
-//! max_conns = 1000
-//! idle_timeout = "5m"        # "0s": never
-//! max_line = "64KiB"         # or a number of bytes
+//! max_conns = 1000           # 1 to 1000000
+//! idle_timeout = "5m"        # or 300 (seconds); "0s": never
+//! max_line = "64KiB"         # or a number of bytes; at most 16MiB
 //! allow = ["127.0.0.0/8"]
 //! deny = []
-//! udp_rate = 1000            # replies/s per non-loopback source; 0: unlimited
+//! udp_rate = 1000            # replies/s per non-loopback source, at most
+//!                            # 1000000; 0: unlimited
 //! tls_cert = "/etc/sockit/cert.pem"   # for tls:// listeners; with tls_key
 //! tls_key = "/etc/sockit/key.pem"
 //! handshake_timeout = "10s"
@@ -48,6 +49,13 @@ pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
 pub const DEFAULT_UDP_RATE: u32 = 1000;
 /// Default `--handshake-timeout`.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most `--max-conns` takes: far more than one process's descriptors
+/// allow, and far below what the connection semaphore can count.
+pub const MAX_MAX_CONNS: usize = 1_000_000;
+/// The most `--max-line` takes.
+pub const MAX_MAX_LINE: usize = 16 << 20;
+/// The most `--udp-rate` takes (replies per second per source).
+pub const MAX_UDP_RATE: u32 = 1_000_000;
 /// Default shutdown grace period.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 /// How long an unterminated message waits before it is answered bare:
@@ -179,7 +187,7 @@ impl ServerConfig {
         }
         let defaults = Limits::from_args(cli, &Limits::default()).map_err(|e| e.0)?;
         let grace = match &file.grace {
-            Some(g) => parse_duration(g)?,
+            Some(g) => g.to_duration().map_err(|e| format!("grace: {e}"))?,
             None => cli_grace,
         };
         let mut services = Vec::new();
@@ -243,12 +251,26 @@ impl Limits {
         Ok(limits)
     }
 
+    /// The command line's values were range-checked by clap already, so
+    /// what fails here comes from a config file: the messages name its keys.
     fn check(&self) -> Result<(), String> {
-        if self.max_conns == 0 {
-            return Err("--max-conns must be at least 1".into());
+        if !(1..=MAX_MAX_CONNS).contains(&self.max_conns) {
+            return Err(format!(
+                "max_conns {}: must be between 1 and {MAX_MAX_CONNS}",
+                self.max_conns
+            ));
         }
-        if self.max_line == 0 || self.max_line > 16 << 20 {
-            return Err("--max-line must be between 1 byte and 16MiB".into());
+        if !(1..=MAX_MAX_LINE).contains(&self.max_line) {
+            return Err(format!(
+                "max_line {}: must be between 1 byte and 16MiB",
+                self.max_line
+            ));
+        }
+        if self.udp_rate > MAX_UDP_RATE {
+            return Err(format!(
+                "udp_rate {}: must be between 0 (unlimited) and {MAX_UDP_RATE}",
+                self.udp_rate
+            ));
         }
         Ok(())
     }
@@ -315,7 +337,7 @@ fn parse_listeners(list: &[String]) -> Result<Vec<Endpoint>, UsageError> {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ConfigFile {
-    grace: Option<String>,
+    grace: Option<DurationValue>,
     #[serde(default)]
     service: Vec<ServiceEntry>,
 }
@@ -361,7 +383,7 @@ impl TlsEntry {
 #[derive(Debug, Deserialize)]
 struct LimitEntry {
     max_conns: Option<usize>,
-    idle_timeout: Option<String>,
+    idle_timeout: Option<DurationValue>,
     max_line: Option<ByteSize>,
     #[serde(default)]
     allow: Vec<String>,
@@ -378,14 +400,36 @@ enum ByteSize {
     Text(String),
 }
 
+/// A duration written as text like `"30s"` or as a bare number of seconds.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum DurationValue {
+    Integer(i64),
+    Float(f64),
+    Text(String),
+}
+
+impl DurationValue {
+    /// Numbers go through the same parser as text, so a negative, NaN,
+    /// infinite or huge one gets the same message as on the command line
+    /// (`f64`'s `Display` writes no exponent: 1e-20 is all its digits).
+    fn to_duration(&self) -> Result<std::time::Duration, String> {
+        match self {
+            DurationValue::Integer(n) => parse_duration(&n.to_string()),
+            DurationValue::Float(x) => parse_duration(&x.to_string()),
+            DurationValue::Text(t) => parse_duration(t),
+        }
+    }
+}
+
 impl LimitEntry {
     fn to_limits(&self, defaults: &Limits) -> Result<Limits, String> {
         let args = LimitArgs {
             max_conns: self.max_conns,
             idle_timeout: self
                 .idle_timeout
-                .as_deref()
-                .map(parse_duration)
+                .as_ref()
+                .map(|d| d.to_duration().map_err(|e| format!("idle_timeout: {e}")))
                 .transpose()?,
             max_line: match &self.max_line {
                 None => None,
@@ -452,6 +496,24 @@ mod tests {
     }
 
     #[test]
+    fn durations_may_be_bare_seconds() {
+        let cfg = parse(
+            "grace = 2.5\n[[service]]\nname = \"echo\"\nidle_timeout = 90\n\
+             [[service]]\nname = \"ping\"\nidle_timeout = \"0.5\"",
+        )
+        .unwrap();
+        assert_eq!(cfg.grace, Duration::from_millis(2500));
+        let idle: Vec<_> = cfg.services.iter().map(|s| s.limits.idle_timeout).collect();
+        assert_eq!(
+            idle,
+            [
+                Some(Duration::from_secs(90)),
+                Some(Duration::from_millis(500))
+            ]
+        );
+    }
+
+    #[test]
     fn errors_are_one_line_and_located() {
         for (text, want) in [
             ("[[service]]\nname = \"nope\"", "line 2"),
@@ -464,7 +526,50 @@ mod tests {
                 "grace = \"soon\"\n[[service]]\nname = \"echo\"",
                 "invalid duration",
             ),
-            ("[[service]]\nname = \"echo\"\nmax_conns = 0", "at least 1"),
+            (
+                "[[service]]\nname = \"echo\"\nmax_conns = 0",
+                "max_conns 0: must be between 1 and 1000000",
+            ),
+            (
+                "[[service]]\nname = \"echo\"\nmax_conns = 99999999999",
+                "max_conns 99999999999: must be between 1 and 1000000",
+            ),
+            (
+                "[[service]]\nname = \"echo\"\nmax_conns = -1",
+                "expected usize",
+            ),
+            (
+                "[[service]]\nname = \"echo\"\nmax_line = 0",
+                "max_line 0: must be between 1 byte and 16MiB",
+            ),
+            (
+                "[[service]]\nname = \"echo\"\nmax_line = \"1000MiB\"",
+                "max_line 1048576000",
+            ),
+            (
+                "[[service]]\nname = \"echo\"\nudp_rate = 4000000000",
+                "udp_rate 4000000000: must be between 0 (unlimited) and 1000000",
+            ),
+            (
+                "[[service]]\nname = \"echo\"\nidle_timeout = -1",
+                "idle_timeout: invalid duration \"-1\": must not be negative",
+            ),
+            (
+                "[[service]]\nname = \"echo\"\nidle_timeout = 1e308",
+                "idle_timeout: invalid duration",
+            ),
+            (
+                "[[service]]\nname = \"echo\"\nidle_timeout = nan",
+                "idle_timeout: invalid duration \"NaN\"",
+            ),
+            (
+                "[[service]]\nname = \"echo\"\nidle_timeout = -inf",
+                "must not be negative",
+            ),
+            (
+                "grace = \"9999h\"\n[[service]]\nname = \"echo\"",
+                "grace: invalid duration \"9999h\": at most 8760h",
+            ),
             ("", "no [[service]]"),
             ("[[service]\n", "line 1"),
         ] {

@@ -17,6 +17,7 @@
 pub mod bench;
 pub mod cli;
 pub mod client;
+pub mod completions;
 pub mod config;
 pub mod error;
 pub mod logging;

@@ -4,11 +4,10 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::Parser;
 use sockit::cli::{Cli, Command};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = sockit::cli::parse_args();
     sockit::logging::init(&cli.log);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -36,6 +35,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ping(args) => client_runtime()?.block_on(sockit::client::ping::run(&args)),
         Command::Bench(args) => sockit::bench::run(&args),
         Command::Peer(args) => sockit::peer::run(&args),
+        Command::Completions(args) => sockit::completions::print_completions(args.shell),
+        Command::Man => sockit::completions::print_man(),
     }
 }
 

@@ -27,6 +27,14 @@ const MAX_DATAGRAM: usize = 65_507;
 /// 64 KiB by default, and this leaves room for bigger `--max-line`s.
 const MAX_STREAM_REQUEST: usize = 16 << 20;
 
+/// The lowest `--rate`: one request every 1000 s. With at most 10,000
+/// connections, each one's send interval stays below four months.
+pub const MIN_RATE: f64 = 0.001;
+
+/// The highest `--rate`: well beyond what one host sends, and low enough
+/// that each connection's send interval is at least a nanosecond.
+pub const MAX_RATE: f64 = 100_000_000.0;
+
 /// Runs a benchmark. It starts its own runtimes (one per worker thread),
 /// so it is called outside any runtime.
 ///
@@ -93,7 +101,7 @@ fn plan(args: &BenchArgs) -> anyhow::Result<Plan> {
         Some(line) => Request::custom(line),
         None if args.size < MIN_REQUEST => {
             return Err(usage(format!(
-                "invalid size {}: at least {MIN_REQUEST} bytes (`ping\\n`)",
+                "invalid -s/--size {}: at least {MIN_REQUEST} bytes (`ping\\n`)",
                 args.size
             )));
         }
@@ -105,24 +113,13 @@ fn plan(args: &BenchArgs) -> anyhow::Result<Plan> {
         MAX_STREAM_REQUEST
     };
     if request.bytes.len() > max {
-        return Err(usage(format!(
-            "invalid size {}: at most {max} bytes over {}",
-            request.bytes.len(),
-            endpoint.scheme()
-        )));
-    }
-    if let Some(rate) = args.rate
-        && !(rate.is_finite() && rate > 0.0)
-    {
-        return Err(usage(format!(
-            "invalid rate {rate}: a number of requests per second above 0"
-        )));
-    }
-    if args.duration.is_zero() {
-        return Err(usage("invalid duration 0s: measure for some time".into()));
-    }
-    if args.timeout.is_zero() {
-        return Err(usage("invalid timeout 0s".into()));
+        let (len, scheme) = (request.bytes.len(), endpoint.scheme());
+        return Err(usage(match args.request {
+            Some(_) => format!(
+                "invalid --request: {len} bytes with its line end, at most {max} over {scheme}"
+            ),
+            None => format!("invalid -s/--size {len}: at most {max} bytes over {scheme}"),
+        }));
     }
     let threads = match args.threads {
         Some(n) => n as usize,

@@ -60,7 +60,7 @@ pub async fn run(args: &PingArgs) -> anyhow::Result<()> {
     let endpoint = Endpoint::parse(&args.addr, DefaultScheme::Tcp)?;
     if args.size > MAX_SIZE {
         return Err(UsageError(format!(
-            "invalid size {}: at most {MAX_SIZE} bytes (the largest UDP datagram)",
+            "invalid -s/--size {}: at most {MAX_SIZE} bytes (the largest UDP datagram)",
             args.size
         ))
         .into());

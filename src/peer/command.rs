@@ -98,13 +98,15 @@ pub fn parse(line: &str) -> Command<'_> {
 }
 
 /// Starts the thread that reads stdin into `Input`s.
-pub fn spawn_stdin_reader() -> mpsc::Receiver<Input> {
+///
+/// # Errors
+/// The thread cannot be started (the process is out of threads or memory).
+pub fn spawn_stdin_reader() -> std::io::Result<mpsc::Receiver<Input>> {
     let (tx, rx) = mpsc::channel(INPUT_QUEUE);
     std::thread::Builder::new()
         .name("stdin".into())
-        .spawn(move || read_lines(std::io::stdin().lock(), &tx))
-        .expect("spawn the stdin thread");
-    rx
+        .spawn(move || read_lines(std::io::stdin().lock(), &tx))?;
+    Ok(rx)
 }
 
 /// Reads `input` to its end, sending each line; stops early when the node

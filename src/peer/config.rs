@@ -65,10 +65,11 @@ impl PeerConfig {
         if secret.as_ref().is_some_and(Vec::is_empty) {
             return Err(UsageError("the secret is empty".into()));
         }
+        // The fractions were range-checked by clap.
         let faults = Faults {
-            loss: fraction(args.simulate_loss, "--simulate-loss")?,
-            duplicate: fraction(args.simulate_duplicate, "--simulate-duplicate")?,
-            reorder: fraction(args.simulate_reorder, "--simulate-reorder")?,
+            loss: args.simulate_loss,
+            duplicate: args.simulate_duplicate,
+            reorder: args.simulate_reorder,
         };
         Ok(PeerConfig {
             listen,
@@ -90,14 +91,6 @@ fn udp_addr(input: &str, option: &str) -> Result<HostPort, UsageError> {
             "{option} {other}: peers talk UDP; use udp://HOST:PORT or HOST:PORT"
         ))),
         Err(e) => Err(UsageError(format!("{option}: {e}"))),
-    }
-}
-
-fn fraction(p: f64, option: &str) -> Result<f64, UsageError> {
-    if (0.0..=1.0).contains(&p) {
-        Ok(p)
-    } else {
-        Err(UsageError(format!("{option} {p}: must be between 0 and 1")))
     }
 }
 
@@ -163,7 +156,9 @@ mod tests {
         );
         assert!(args(&["--name", "two words"]).is_err());
         assert!(args(&["--secret", ""]).is_err());
-        assert!(args(&["--simulate-loss", "1.5"]).is_err());
+        assert!(
+            crate::cli::Cli::try_parse_from(["sockit", "peer", "--simulate-loss", "1.5"]).is_err()
+        );
         assert!(args(&["--secret-file", "/nonexistent/x"]).is_err());
     }
 

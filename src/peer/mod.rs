@@ -114,7 +114,7 @@ async fn run_node(config: PeerConfig) -> anyhow::Result<()> {
     }
     let transport = transport::Transport::new(socket, config.faults);
     let node = node::Node::new(me, transport, joins, config.secret.as_deref(), config.json);
-    let input = command::spawn_stdin_reader();
+    let input = command::spawn_stdin_reader().context("start the stdin reader")?;
     node.run(input, shutdown).await?;
     Ok(())
 }
