@@ -62,7 +62,7 @@ fn assert_clean(result: &Value) {
     assert!(result["requests_per_sec"].as_f64().unwrap() > 0.0);
     let latency = &result["latency_ms"];
     for key in [
-        "min", "mean", "max", "stdev", "p50", "p90", "p99", "p99.9", "p99.99",
+        "min", "avg", "max", "mdev", "p50", "p90", "p99", "p99.9", "p99.99",
     ] {
         assert!(latency[key].is_number(), "{key}: {result}");
     }

@@ -145,7 +145,7 @@ fn json_prints_a_line_per_reply_and_a_summary() {
     assert_eq!(summary["loss_percent"], 0.0);
     let rtt = &summary["rtt_ms"];
     for key in [
-        "min", "avg", "max", "mdev", "jitter", "p50", "p90", "p99", "p99.9",
+        "min", "avg", "max", "mdev", "jitter", "p50", "p90", "p99", "p99.9", "p99.99",
     ] {
         assert!(rtt[key].is_number(), "{key} missing: {summary}");
     }

@@ -39,10 +39,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
-use super::stats::{Latency, Totals};
+use super::report::Totals;
 use crate::client::ClientError;
 use crate::client::socket::{ByteStream, Cause, Connection, Datagram, open as open_socket};
 use crate::net::addr::Endpoint;
+use crate::stats::Latency;
 
 /// How long opening one connection may take.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

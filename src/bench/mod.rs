@@ -2,10 +2,10 @@
 //!
 //! [`run`] checks the command line into a `load::Plan`, runs it on its own
 //! worker threads (`load`), shows a progress line on a terminal, and
-//! prints the `stats::Report` as text or JSON (`stats`).
+//! prints the `report::Report` as text or JSON (`report`).
 
 pub(crate) mod load;
-pub(crate) mod stats;
+pub(crate) mod report;
 
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -16,7 +16,7 @@ use crate::cli::BenchArgs;
 use crate::error::UsageError;
 use crate::net::addr::{DefaultScheme, Endpoint};
 use load::{MIN_REQUEST, Plan, Request};
-use stats::{Report, Scenario};
+use report::{Report, Scenario};
 
 /// The largest datagram request: the most a UDP datagram over IPv4 carries.
 const MAX_DATAGRAM: usize = 65_507;

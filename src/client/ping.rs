@@ -24,11 +24,11 @@ use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::bench::stats::{Latency, format_ms, millis};
 use crate::cli::PingArgs;
 use crate::error::UsageError;
 use crate::net::addr::{DefaultScheme, Endpoint};
 use crate::net::frame::{Frame, LineBuffer};
+use crate::stats::{Latency, LatencySummary, format_ms, millis};
 
 use super::socket::{ByteStream, Cause, ClientError, Connection, Datagram, RECV_BUFFER};
 
@@ -370,15 +370,18 @@ impl Pinger {
                 loss_percent: state.loss_percent(),
                 time_ms: millis(elapsed),
                 rtt_ms: rtt.map(|r| RttLine {
-                    min: millis(r.min),
-                    avg: millis(r.avg),
-                    max: millis(r.max),
-                    mdev: millis(r.mdev),
+                    latency: LatencySummary {
+                        min: millis(r.min),
+                        avg: millis(r.avg),
+                        max: millis(r.max),
+                        mdev: millis(r.mdev),
+                        p50: millis(r.p50),
+                        p90: millis(r.p90),
+                        p99: millis(r.p99),
+                        p99_9: millis(r.p99_9),
+                        p99_99: millis(r.p99_99),
+                    },
                     jitter: millis(r.jitter),
-                    p50: millis(r.p50),
-                    p90: millis(r.p90),
-                    p99: millis(r.p99),
-                    p99_9: millis(r.p99_9),
                 }),
             };
             writeln!(out, "{}", to_json(&line))?;
@@ -465,19 +468,13 @@ struct SummaryLine<'a> {
     rtt_ms: Option<RttLine>,
 }
 
-/// `--json`: round-trip figures in milliseconds.
+/// `--json`: round-trip figures in milliseconds, in the shape `bench
+/// --json` gives its latencies, plus the jitter.
 #[derive(Serialize)]
 struct RttLine {
-    min: f64,
-    avg: f64,
-    max: f64,
-    mdev: f64,
+    #[serde(flatten)]
+    latency: LatencySummary,
     jitter: f64,
-    p50: f64,
-    p90: f64,
-    p99: f64,
-    #[serde(rename = "p99.9")]
-    p99_9: f64,
 }
 
 fn to_json(line: &impl Serialize) -> String {
@@ -594,6 +591,7 @@ struct RttSummary {
     p90: Duration,
     p99: Duration,
     p99_9: Duration,
+    p99_99: Duration,
 }
 
 impl Tracker {
@@ -711,6 +709,7 @@ impl Tracker {
             p90: self.percentile(90.0),
             p99: self.percentile(99.0),
             p99_9: self.percentile(99.9),
+            p99_99: self.percentile(99.99),
         })
     }
 }
