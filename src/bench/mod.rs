@@ -15,7 +15,8 @@ use anyhow::{Context, anyhow};
 use crate::cli::BenchArgs;
 use crate::error::UsageError;
 use crate::net::addr::{DefaultScheme, Endpoint};
-use load::{MIN_REQUEST, Plan, Request};
+use crate::service::ping::MIN_REQUEST;
+use load::{Plan, Request};
 use report::{Report, Scenario};
 
 /// The largest datagram request: the most a UDP datagram over IPv4 carries.

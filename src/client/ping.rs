@@ -3,13 +3,15 @@
 //!
 //! Requests go out every `-i` whatever came back, as `ping SEQ PADDING\n`
 //! (one datagram each over UDP and unixgram) padded to `-s` bytes; the
-//! service answers `pong SEQ PADDING`, and replies are matched by that
-//! sequence number. So a reply can be lost (never comes), duplicated (comes
-//! twice), or reordered (comes after a later request's reply), and each is
-//! counted rather than waited for: the run ends after `-c` requests plus a
-//! linger for the stragglers, at the `-w` deadline, or at Ctrl-C, and then
-//! prints the summary. Sender and receiver are two futures of one task
-//! sharing a `Tracker`, the pure bookkeeping that the unit tests drive.
+//! service answers `pong SEQ PADDING` (the format is
+//! [`service::ping`](crate::service::ping)'s), and replies are matched by
+//! that sequence number. So a reply can be lost (never comes), duplicated
+//! (comes twice), or reordered (comes after a later request's reply), and
+//! each is counted rather than waited for: the run ends after `-c`
+//! requests plus a linger for the stragglers, at the `-w` deadline, or at
+//! Ctrl-C, and then prints the summary. Sender and receiver are two
+//! futures of one task sharing a `Tracker`, the pure bookkeeping that the
+//! unit tests drive.
 //!
 //! Output: a header, a line per reply and a summary (ping(8)'s layout), or
 //! with `--json` one JSON object per line: `{"type":"reply",...}` per reply
@@ -28,6 +30,7 @@ use crate::cli::PingArgs;
 use crate::error::UsageError;
 use crate::net::addr::{DefaultScheme, Endpoint};
 use crate::net::frame::{Frame, LineBuffer};
+use crate::service::ping;
 use crate::stats::{Latency, LatencySummary, format_ms, millis};
 
 use super::socket::{ByteStream, Cause, ClientError, Connection, Datagram, RECV_BUFFER};
@@ -181,7 +184,7 @@ impl Pinger {
         let mut seq: u64 = 1;
         while self.count.is_none_or(|count| seq <= count) {
             tick.tick().await;
-            build_request(seq, self.size, &mut request);
+            ping::write_request(seq, self.size, &mut request);
             self.state.borrow_mut().sent(seq, Instant::now());
             if let Err(e) = sender.send(&request).await
                 && let Some(end) = self.socket_error("send to", e)?
@@ -278,7 +281,7 @@ impl Pinger {
     /// Counts and prints one reply of `len` bytes; true once every request
     /// has been sent and answered.
     fn reply(&self, text: &[u8], len: usize, now: Instant) -> anyhow::Result<bool> {
-        let Some(seq) = parse_pong(text) else {
+        let Some(seq) = ping::parse_reply(text) else {
             self.state.borrow_mut().invalid += 1;
             return Ok(false);
         };
@@ -346,7 +349,7 @@ impl Pinger {
         // The first request's size: `-s`, unless that is too small to hold
         // `ping 1\n`.
         let mut first = Vec::new();
-        build_request(1, self.size, &mut first);
+        ping::write_request(1, self.size, &mut first);
         let mut out = std::io::stdout().lock();
         writeln!(out, "PING {}: {} bytes", self.addr, first.len())?;
         out.flush().context("write to stdout")
@@ -494,32 +497,6 @@ impl Sender<'_> {
             Sender::Datagram(socket) => socket.send(request).await,
         }
     }
-}
-
-/// Builds `ping SEQ` padded with letters to `size` bytes, line end
-/// included; never shorter than `ping SEQ\n`.
-fn build_request(seq: u64, size: usize, out: &mut Vec<u8>) {
-    out.clear();
-    let _ = write!(out, "ping {seq}");
-    if out.len() + 1 < size {
-        out.push(b' ');
-    }
-    let mut letter = b'a';
-    while out.len() + 1 < size {
-        out.push(letter);
-        letter = if letter == b'z' { b'a' } else { letter + 1 };
-    }
-    out.push(b'\n');
-}
-
-/// The sequence number of a `pong SEQ ...` reply (line end removed).
-fn parse_pong(reply: &[u8]) -> Option<u64> {
-    let rest = reply.strip_prefix(b"pong ")?;
-    let digits = rest.split(|&b| b == b' ').next()?;
-    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 /// A loss percentage as ping(8) shows it: whole when it is whole.
@@ -717,29 +694,6 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn requests_are_padded_to_the_size() {
-        let mut r = Vec::new();
-        build_request(1, 64, &mut r);
-        assert_eq!(r.len(), 64);
-        assert!(r.starts_with(b"ping 1 abc"));
-        assert!(r.ends_with(b"\n"));
-        build_request(12345, 3, &mut r);
-        assert_eq!(r, b"ping 12345\n");
-        build_request(7, 8, &mut r);
-        assert_eq!(r, b"ping 7 \n");
-    }
-
-    #[test]
-    fn pongs_carry_the_sequence_number() {
-        assert_eq!(parse_pong(b"pong 42 abc"), Some(42));
-        assert_eq!(parse_pong(b"pong 42"), Some(42));
-        assert_eq!(parse_pong(b"pong"), None);
-        assert_eq!(parse_pong(b"pong x"), None);
-        assert_eq!(parse_pong(b"ping 42"), None);
-        assert_eq!(parse_pong(b"pong 99999999999999999999"), None);
-    }
 
     #[test]
     fn loss_duplicates_and_reordering_are_counted() {
