@@ -1,5 +1,8 @@
-//! Per-source rate limiting for UDP replies, so a sockit UDP service can't
-//! be used to flood a third party whose address an attacker forged.
+//! What keeps a UDP reply from being abused (SPEC 2), for the datagram
+//! services and the peer node alike: the loop guard against the classic
+//! service ports ([`from_classic_port`]), and per-source rate limiting, so
+//! a sockit UDP socket can't be used to flood a third party whose address
+//! an attacker forged.
 //!
 //! Each source IP gets a token bucket. The table of buckets is bounded:
 //! when it is full, idle buckets are swept out, and sources that still find
@@ -10,8 +13,20 @@
 //! and local load tests should not be throttled.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
+
+/// Source ports of the classic small services (echo, discard, daytime,
+/// chargen, time).
+const CLASSIC_PORTS: [u16; 5] = [7, 9, 13, 19, 37];
+
+/// Whether a datagram from `from` must go unanswered because of where it
+/// comes from: a classic service port, or port 0 (which no reply reaches).
+/// Answering one is how two UDP services (echo and chargen, say) get
+/// tricked into replying to each other forever.
+pub fn from_classic_port(from: SocketAddr) -> bool {
+    CLASSIC_PORTS.contains(&from.port()) || from.port() == 0
+}
 
 /// How many sources are tracked at once.
 const MAX_SOURCES: usize = 4096;
@@ -103,6 +118,16 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn classic_ports_and_port_0_are_guarded() {
+        for port in [0, 7, 9, 13, 19, 37] {
+            assert!(from_classic_port(SocketAddr::new(ip("192.0.2.1"), port)));
+        }
+        for port in [1, 8, 53, 1024, 40000] {
+            assert!(!from_classic_port(SocketAddr::new(ip("::1"), port)));
+        }
     }
 
     #[test]

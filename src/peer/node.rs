@@ -36,7 +36,7 @@ use super::message::{
 use super::output::{Event, Output, PeerLine};
 use super::transport::Transport;
 use crate::net::frame::split_datagram;
-use crate::net::ratelimit::RateLimiter;
+use crate::net::ratelimit::{RateLimiter, from_classic_port};
 
 /// How often a live member is probed: the heart of failure detection.
 /// With [`SUSPECT_TO_DOWN`] this puts a dead member down on every node in
@@ -81,8 +81,6 @@ const RECV_BUFFER: usize = 65_535;
 const PLAIN_REPLIES_PER_SEC: f64 = 50.0;
 /// Per-source budget for plain replies to non-loopback sources.
 const PLAIN_REPLIES_PER_SOURCE: u32 = 10;
-/// Source ports of the classic small services, never answered (SPEC 2).
-const CLASSIC_PORTS: [u16; 5] = [7, 9, 13, 19, 37];
 
 type Swim = Foca<PeerId, WireCodec, StdRng, NoCustomBroadcast>;
 
@@ -632,7 +630,7 @@ impl Node {
             self.counters.dropped.plain_with_secret += 1;
             return;
         }
-        if CLASSIC_PORTS.contains(&from.port()) || from.port() == 0 {
+        if from_classic_port(from) {
             self.counters.dropped.plain_not_answered += 1;
             return;
         }
