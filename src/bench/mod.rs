@@ -35,12 +35,7 @@ const MAX_STREAM_REQUEST: usize = 16 << 20;
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let plan = plan(args)?;
     let mut display = Display::new(&plan);
-    let interrupted = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    let outcome = load::run(&plan, &mut display, interrupted);
+    let outcome = load::run(&plan, &mut display, crate::shutdown::interrupted());
     display.finish();
     let outcome = outcome?;
 

@@ -85,12 +85,6 @@ pub async fn run(args: &PingArgs) -> anyhow::Result<()> {
         state: RefCell::new(Tracker::new()),
     };
     pinger.header()?;
-    let interrupted = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            // No handler: SIGINT kills us as usual; wait for the rest.
-            std::future::pending::<()>().await;
-        }
-    };
     let deadline_passed = async {
         match deadline {
             Some(at) => tokio::time::sleep_until(at).await,
@@ -101,7 +95,7 @@ pub async fn run(args: &PingArgs) -> anyhow::Result<()> {
     let end = tokio::select! {
         // Polled first so that the handler is in place before anything is sent.
         biased;
-        () = interrupted => End::Stopped,
+        () = crate::shutdown::interrupted() => End::Stopped,
         () = deadline_passed => End::Stopped,
         end = pinger.exchange(connection) => end?,
     };
