@@ -27,4 +27,5 @@ pub mod server;
 pub mod service;
 pub mod shutdown;
 pub(crate) mod stats;
+pub(crate) mod stdin;
 pub mod units;
