@@ -11,7 +11,8 @@
 //!   timeouts and graceful shutdown ([`shutdown`]).
 //! - [`service`]: one module per service (hello, echo, ping, ...).
 //! - [`client`]: `connect` (netcat), `send` (one-shot client), `ping`.
-//! - [`bench`](mod@bench): the load generator behind `sockit bench`.
+//! - [`bench`](mod@bench): the load generator behind `sockit bench`; the
+//!   latency histogram it shares with `ping` lives in `stats`.
 //! - [`peer`]: the P2P UDP mesh behind `sockit peer`.
 
 pub mod bench;
@@ -26,4 +27,6 @@ pub mod peer;
 pub mod server;
 pub mod service;
 pub mod shutdown;
+pub(crate) mod stats;
+pub(crate) mod stdin;
 pub mod units;

@@ -7,6 +7,9 @@
 //! signal cuts the grace period short. The server's `run` takes both
 //! triggers as futures, so tests fire them however they like and the
 //! binary with [`Signals`].
+//!
+//! The clients (`connect`, `send`, `ping`, `bench`) stop at Ctrl-C
+//! instead: [`interrupted`].
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -38,6 +41,15 @@ impl Signals {
             _ = self.term.recv() => "SIGTERM",
             _ = self.int.recv() => "SIGINT",
         }
+    }
+}
+
+/// Completes at Ctrl-C (SIGINT), the handler being installed when first
+/// polled. When no handler can be installed it never completes, and
+/// SIGINT does what it always does.
+pub async fn interrupted() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 

@@ -8,7 +8,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, UdpSocket};
+use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -19,9 +19,6 @@ use serde_json::Value;
 
 /// The longest one bench run may take before the test fails.
 const LIMIT: Duration = Duration::from_secs(30);
-
-/// The longest a test server in this file lives.
-const SERVER_LIFE: Duration = Duration::from_secs(30);
 
 fn bench(args: &[&str]) -> Output {
     let mut full = vec!["bench"];
@@ -42,18 +39,6 @@ fn bench_json(args: &[&str]) -> Value {
     serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
 }
 
-fn failure(out: &Output, code: i32) -> String {
-    assert_eq!(
-        out.code,
-        Some(code),
-        "stdout: {}\nstderr: {}",
-        out.stdout,
-        out.stderr
-    );
-    assert_eq!(out.stderr.lines().count(), 1, "stderr: {:?}", out.stderr);
-    out.stderr.trim_end().to_owned()
-}
-
 fn assert_clean(result: &Value) {
     assert!(result["requests"].as_u64().unwrap() > 0, "{result}");
     assert_eq!(result["errors"], 0, "{result}");
@@ -62,7 +47,7 @@ fn assert_clean(result: &Value) {
     assert!(result["requests_per_sec"].as_f64().unwrap() > 0.0);
     let latency = &result["latency_ms"];
     for key in [
-        "min", "mean", "max", "stdev", "p50", "p90", "p99", "p99.9", "p99.99",
+        "min", "avg", "max", "mdev", "p50", "p90", "p99", "p99.9", "p99.99",
     ] {
         assert!(latency[key].is_number(), "{key}: {result}");
     }
@@ -182,7 +167,7 @@ fn pong_server(conns: usize) -> String {
                 return;
             };
             stream.set_nodelay(true).unwrap();
-            stream.set_read_timeout(Some(SERVER_LIFE)).unwrap();
+            stream.set_read_timeout(Some(common::SERVER_WAIT)).unwrap();
             thread::spawn(move || {
                 let mut buf = [0u8; 4096];
                 let mut reply = Vec::new();
@@ -232,34 +217,16 @@ fn any_line_reply_server_works() {
 /// A UDP ping server that drops every 10th datagram it gets and answers
 /// every 7th twice.
 fn lossy_udp_server() -> (String, Arc<AtomicBool>) {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let addr = format!("udp://{}", socket.local_addr().unwrap());
-    let stop = Arc::new(AtomicBool::new(false));
-    let stopped = stop.clone();
-    thread::spawn(move || {
-        socket
-            .set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
-        let started = Instant::now();
-        let mut buf = [0u8; 2048];
-        let mut count = 0u64;
-        while !stopped.load(Ordering::Relaxed) && started.elapsed() < SERVER_LIFE {
-            let Ok((n, from)) = socket.recv_from(&mut buf) else {
-                continue;
-            };
-            count += 1;
-            if count.is_multiple_of(10) {
-                continue;
-            }
-            let mut reply = b"pong".to_vec();
-            reply.extend_from_slice(buf[..n].strip_prefix(b"ping").unwrap_or(&buf[..n]));
-            let _ = socket.send_to(&reply, from);
-            if count.is_multiple_of(7) {
-                let _ = socket.send_to(&reply, from);
-            }
+    common::udp_answering(|count, request, reply| {
+        if count.is_multiple_of(10) {
+            return;
         }
-    });
-    (addr, stop)
+        let pong = common::pong(request);
+        reply(&pong);
+        if count.is_multiple_of(7) {
+            reply(&pong);
+        }
+    })
 }
 
 #[test]
@@ -303,26 +270,20 @@ fn udp_loss_and_duplicates_are_counted_and_never_hang() {
 
 #[test]
 fn refused_is_one_line_and_exit_1() {
-    let port = {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    let port = common::closed_tcp_port();
     let addr = format!("tcp://127.0.0.1:{port}");
     let out = bench(&[&addr, "-d", "1s"]);
     assert_eq!(
-        failure(&out, 1),
+        out.failure(1),
         format!("sockit: connect to {addr}: connection refused")
     );
     assert!(out.stdout.is_empty());
 
-    let port = {
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        socket.local_addr().unwrap().port()
-    };
+    let port = common::closed_udp_port();
     let addr = format!("udp://127.0.0.1:{port}");
     let out = bench(&[&addr, "-d", "1s"]);
     assert_eq!(
-        failure(&out, 1),
+        out.failure(1),
         format!("sockit: connect to {addr}: connection refused")
     );
 }
@@ -334,7 +295,7 @@ fn a_server_that_never_answers_is_one_line_and_exit_1() {
     let started = Instant::now();
     let out = bench(&[&addr, "-c", "2", "-d", "1s", "--timeout", "200ms"]);
     assert_eq!(
-        failure(&out, 1),
+        out.failure(1),
         format!("sockit: wait for a reply from {addr}: timed out after 200ms")
     );
     assert!(started.elapsed() < Duration::from_secs(10));

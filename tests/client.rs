@@ -10,153 +10,22 @@
 mod common;
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::process::{Child, Command, Stdio};
-use std::thread::{self, JoinHandle};
+use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
+
+use common::{Output, SERVER_WAIT, read_to_eof, tcp_server, udp_server};
 
 /// The longest one client run may take before the test fails.
 const LIMIT: Duration = Duration::from_secs(20);
 
-/// The longest a test server waits for the client.
-const SERVER_WAIT: Duration = Duration::from_secs(10);
-
-/// What a finished client run left behind.
-struct Run {
-    code: Option<i32>,
-    stdout: Vec<u8>,
-    stderr: String,
-    elapsed: Duration,
-}
-
-impl Run {
-    fn stdout(&self) -> String {
-        String::from_utf8_lossy(&self.stdout).into_owned()
-    }
-
-    /// Asserts the run failed with `code` and one line on stderr, and
-    /// returns that line.
-    fn failure(&self, code: i32) -> &str {
-        assert_eq!(self.code, Some(code), "stderr: {}", self.stderr);
-        assert_eq!(self.stderr.lines().count(), 1, "stderr: {:?}", self.stderr);
-        self.stderr.trim_end()
-    }
-}
-
 /// Runs `sockit ARGS...`, writing `stdin` to it and then closing its stdin.
-fn sockit(args: &[&str], stdin: impl Into<Vec<u8>>) -> Run {
-    let stdin = stdin.into();
-    spawn_and_wait(args, move |mut pipe, _| {
-        let _ = pipe.write_all(&stdin);
-    })
+fn sockit(args: &[&str], stdin: impl Into<Vec<u8>>) -> Output {
+    common::run_with_stdin(args, stdin, LIMIT)
 }
 
 /// Runs `sockit ARGS...` with its stdin left open until it has exited.
-fn sockit_stdin_open(args: &[&str]) -> Run {
-    let (done, wait) = std::sync::mpsc::channel::<()>();
-    let run = spawn_and_wait(args, move |pipe, _| {
-        let _ = wait.recv_timeout(LIMIT);
-        drop(pipe);
-    });
-    let _ = done.send(());
-    run
-}
-
-fn spawn_and_wait(
-    args: &[&str],
-    feed: impl FnOnce(std::process::ChildStdin, u32) + Send + 'static,
-) -> Run {
-    let start = Instant::now();
-    let mut child = Command::new(common::bin())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start sockit");
-    let stdin = child.stdin.take().unwrap();
-    let pid = child.id();
-    thread::spawn(move || feed(stdin, pid));
-    let mut stdout = child.stdout.take().unwrap();
-    let stdout = thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = stdout.read_to_end(&mut bytes);
-        bytes
-    });
-    let mut stderr = child.stderr.take().unwrap();
-    let stderr = thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    let code = wait_within(&mut child, LIMIT);
-    let elapsed = start.elapsed();
-    Run {
-        code,
-        stdout: stdout.join().unwrap(),
-        stderr: stderr.join().unwrap(),
-        elapsed,
-    }
-}
-
-fn wait_within(child: &mut Child, limit: Duration) -> Option<i32> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status.code();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("sockit still running after {limit:?}");
-        }
-        thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// Serves one TCP connection on a fresh port with `serve`, on a thread.
-fn tcp_server<T: Send + 'static>(
-    serve: impl FnOnce(TcpStream) -> T + Send + 'static,
-) -> (String, JoinHandle<T>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let handle = thread::spawn(move || {
-        listener.set_nonblocking(true).unwrap();
-        let deadline = Instant::now() + SERVER_WAIT;
-        let stream = loop {
-            match listener.accept() {
-                Ok((stream, _)) => break stream,
-                Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < deadline => {
-                    thread::sleep(Duration::from_millis(5));
-                }
-                Err(e) => panic!("accept: {e}"),
-            }
-        };
-        stream.set_nonblocking(false).unwrap();
-        stream.set_read_timeout(Some(SERVER_WAIT)).unwrap();
-        stream.set_write_timeout(Some(SERVER_WAIT)).unwrap();
-        serve(stream)
-    });
-    (addr.to_string(), handle)
-}
-
-/// Serves UDP on a fresh port with `serve`, on a thread.
-fn udp_server<T: Send + 'static>(
-    serve: impl FnOnce(UdpSocket) -> T + Send + 'static,
-) -> (SocketAddr, JoinHandle<T>) {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket.set_read_timeout(Some(SERVER_WAIT)).unwrap();
-    (
-        socket.local_addr().unwrap(),
-        thread::spawn(move || serve(socket)),
-    )
-}
-
-/// Reads until the client half-closes, and returns what came.
-fn read_to_eof(stream: &mut TcpStream) -> Vec<u8> {
-    let mut got = Vec::new();
-    stream.read_to_end(&mut got).unwrap();
-    got
+fn sockit_stdin_open(args: &[&str]) -> Output {
+    common::run_stdin_open(args, LIMIT)
 }
 
 /// Sends back every byte as it comes until EOF (RFC 862); returns the count.
@@ -244,8 +113,8 @@ fn connect_tcp_carries_10_mib_of_binary_both_ways_unchanged() {
     let run = sockit(&["connect", &addr], data.clone());
     assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
     assert!(run.stderr.is_empty(), "stderr: {}", run.stderr);
-    assert_eq!(run.stdout.len(), data.len());
-    assert!(run.stdout == data, "the echoed bytes differ");
+    assert_eq!(run.stdout_bytes.len(), data.len());
+    assert!(run.stdout_bytes == data, "the echoed bytes differ");
     assert_eq!(server.join().unwrap(), data.len());
 }
 
@@ -258,7 +127,7 @@ fn connect_half_closes_at_stdin_eof_and_prints_the_answer() {
     });
     let run = sockit(&["connect", &addr], "hello world");
     assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
-    assert_eq!(run.stdout(), "got 11 bytes\n");
+    assert_eq!(run.stdout, "got 11 bytes\n");
     assert_eq!(server.join().unwrap(), b"hello world");
 }
 
@@ -270,7 +139,7 @@ fn connect_exits_when_the_peer_closes_first_without_waiting_for_stdin() {
     });
     let run = sockit_stdin_open(&["connect", &addr]);
     assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
-    assert_eq!(run.stdout(), "bye\n");
+    assert_eq!(run.stdout, "bye\n");
     assert!(run.elapsed < Duration::from_secs(5), "{:?}", run.elapsed);
     server.join().unwrap();
 }
@@ -280,7 +149,7 @@ fn connect_crlf_turns_line_feeds_into_crlf() {
     let (addr, server) = tcp_server(echo_at_eof);
     let run = sockit(&["connect", "--crlf", &addr], "a\nb\r\nc");
     assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
-    assert_eq!(run.stdout(), "a\r\nb\r\nc");
+    assert_eq!(run.stdout, "a\r\nb\r\nc");
     server.join().unwrap();
 }
 
@@ -290,7 +159,7 @@ fn connect_hex_dumps_what_arrives() {
     let run = sockit(&["connect", "--hex", &addr], "0123456789abcdefXYZ\n");
     assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
     assert_eq!(
-        run.stdout(),
+        run.stdout,
         "00000000  30 31 32 33 34 35 36 37  38 39 61 62 63 64 65 66  |0123456789abcdef|\n\
          00000010  58 59 5a 0a                                       |XYZ.|\n"
     );
@@ -317,7 +186,7 @@ fn connect_udp_sends_a_datagram_per_line_and_prints_replies() {
         "a\nb\nc",
     );
     assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
-    assert_eq!(run.stdout(), "got: a\n|got: b\n|got: c|");
+    assert_eq!(run.stdout, "got: a\n|got: b\n|got: c|");
     assert!(
         run.elapsed >= Duration::from_millis(300),
         "{:?}",
@@ -332,7 +201,7 @@ fn connect_unix_stream() {
     let dir = common::TempDir::new("client-unix");
     let path = dir.path("echo.sock");
     let listener = UnixListener::bind(&path).unwrap();
-    let server = thread::spawn(move || {
+    let server = std::thread::spawn(move || {
         let (mut stream, _) = listener.accept().unwrap();
         stream.set_read_timeout(Some(SERVER_WAIT)).unwrap();
         let mut got = Vec::new();
@@ -341,7 +210,7 @@ fn connect_unix_stream() {
     });
     let run = sockit(&["connect", &format!("unix://{path}")], "over unix\n");
     assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
-    assert_eq!(run.stdout(), "over unix\n");
+    assert_eq!(run.stdout, "over unix\n");
     server.join().unwrap();
 }
 
@@ -352,7 +221,7 @@ fn connect_unixgram_replies_reach_the_client_and_its_socket_is_removed() {
     let path = dir.path("server.sock");
     let socket = UnixDatagram::bind(&path).unwrap();
     socket.set_read_timeout(Some(SERVER_WAIT)).unwrap();
-    let server = thread::spawn(move || {
+    let server = std::thread::spawn(move || {
         let mut buf = [0; 1024];
         let (n, from) = socket.recv_from(&mut buf).unwrap();
         let from = from.as_pathname().expect("client has a path").to_owned();
@@ -369,7 +238,7 @@ fn connect_unixgram_replies_reach_the_client_and_its_socket_is_removed() {
         "ping\n",
     );
     assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
-    assert_eq!(run.stdout(), "ping\n");
+    assert_eq!(run.stdout, "ping\n");
     let client_path = server.join().unwrap();
     assert!(
         !client_path.exists(),
@@ -387,17 +256,15 @@ fn connect_unixgram_removes_its_socket_on_ctrl_c() {
     socket.set_read_timeout(Some(SERVER_WAIT)).unwrap();
     let (heard, hearing) = std::sync::mpsc::channel();
     let (done, wait) = std::sync::mpsc::channel::<()>();
-    let run = spawn_and_wait(
+    let run = common::run_feeding(
         &["connect", &format!("unixgram://{path}")],
+        LIMIT,
         move |mut pipe, pid| {
             pipe.write_all(b"hi\n").unwrap();
             let mut buf = [0; 64];
             let (_, from) = socket.recv_from(&mut buf).unwrap();
             heard.send(from.as_pathname().unwrap().to_owned()).unwrap();
-            let status = Command::new("kill")
-                .args(["-INT", &pid.to_string()])
-                .status();
-            assert!(status.unwrap().success());
+            common::signal(pid, "INT");
             // Stdin stays open: only the signal can end the session.
             let _ = wait.recv_timeout(LIMIT);
             drop(pipe);
@@ -415,11 +282,7 @@ fn connect_unixgram_removes_its_socket_on_ctrl_c() {
 
 #[test]
 fn connect_refused_is_one_line_naming_the_address() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::closed_tcp_port();
     let run = sockit(&["connect", &format!("127.0.0.1:{port}")], "");
     assert_eq!(
         run.failure(1),
@@ -455,7 +318,7 @@ fn send_tcp_prints_a_reply_line_per_message() {
     let (addr, server) = tcp_server(hello_lines);
     let run = sockit(&["send", &addr, "alice", "bob", "carol"], "");
     assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
-    assert_eq!(run.stdout(), "Hello, alice\nHello, bob\nHello, carol\n");
+    assert_eq!(run.stdout, "Hello, alice\nHello, bob\nHello, carol\n");
     assert_eq!(server.join().unwrap(), ["alice", "bob", "carol"]);
 }
 
@@ -464,7 +327,7 @@ fn send_raw_sends_bare_messages_one_at_a_time() {
     let (addr, server) = tcp_server(hello_bare);
     let run = sockit(&["send", "--raw", &addr, "alice", "bob"], "");
     assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
-    assert_eq!(run.stdout(), "Hello, alice\nHello, bob\n");
+    assert_eq!(run.stdout, "Hello, alice\nHello, bob\n");
     assert_eq!(server.join().unwrap(), ["alice", "bob"]);
 }
 
@@ -473,7 +336,7 @@ fn send_raw_takes_a_bare_reply_that_is_followed_by_a_pause() {
     let (addr, server) = tcp_server(echo);
     let run = sockit(&["send", "--raw", &addr, "abc"], "");
     assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
-    assert_eq!(run.stdout(), "abc\n");
+    assert_eq!(run.stdout, "abc\n");
     assert_eq!(server.join().unwrap(), 3);
 }
 
@@ -495,7 +358,7 @@ fn send_udp_prints_each_reply_datagram_on_its_own_line() {
     });
     let run = sockit(&["send", &format!("udp://{addr}"), "alice", "bob"], "");
     assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
-    assert_eq!(run.stdout(), "Hello, alice\nHello, bob\n");
+    assert_eq!(run.stdout, "Hello, alice\nHello, bob\n");
     assert_eq!(server.join().unwrap(), ["alice\n", "bob\n"]);
 }
 
@@ -535,10 +398,7 @@ fn send_udp_times_out_when_no_reply_comes() {
 
 #[test]
 fn send_udp_to_a_closed_port_is_refused() {
-    let addr = UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let addr = format!("127.0.0.1:{}", common::closed_udp_port());
     let run = sockit(&["send", &format!("udp://{addr}"), "x"], "");
     assert_eq!(
         run.failure(1),
@@ -553,7 +413,7 @@ fn send_accepts_a_server_that_says_one_line_and_closes() {
     });
     let run = sockit(&["send", &addr, "x", "y"], "");
     assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
-    assert_eq!(run.stdout(), "Sun Nov 22 01:18:03 2026\r\n");
+    assert_eq!(run.stdout, "Sun Nov 22 01:18:03 2026\r\n");
     server.join().unwrap();
 }
 
@@ -563,7 +423,7 @@ fn send_prints_a_binary_reply_raw() {
     let (addr, server) = tcp_server(move |mut stream| stream.write_all(&time).unwrap());
     let run = sockit(&["send", &addr, "x"], "");
     assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
-    assert_eq!(run.stdout, time);
+    assert_eq!(run.stdout_bytes, time);
     server.join().unwrap();
 }
 

@@ -6,10 +6,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -48,23 +48,11 @@ impl Node {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start sockit peer");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = common::stdout_lines(&mut child);
         let first = lines
             .recv_timeout(STARTUP)
             .unwrap_or_else(|e| panic!("{name}: no listening line ({e})"));
-        let addr = first
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("{name}: first line {first:?}"))
-            .to_owned();
+        let addr = common::listening_addr(&first).to_owned();
         assert!(
             addr.starts_with("udp://127.0.0.1:") && !addr.ends_with(":0"),
             "{addr}"
@@ -199,14 +187,7 @@ impl Node {
     }
 
     fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return Some(s);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        common::wait_for_exit(&mut self.child, limit)
     }
 }
 
@@ -242,15 +223,6 @@ fn plain_socket() -> UdpSocket {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
     s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     s
-}
-
-fn recv_within(s: &UdpSocket, d: Duration) -> Option<Vec<u8>> {
-    s.set_read_timeout(Some(d)).unwrap();
-    let mut buf = [0u8; 2048];
-    match s.recv_from(&mut buf) {
-        Ok((n, _)) => Some(buf[..n].to_vec()),
-        Err(_) => None,
-    }
 }
 
 #[test]
@@ -520,7 +492,7 @@ fn a_plain_udp_datagram_gets_a_reply() {
     let mut a = Node::start("alice", &[]);
     let nc = plain_socket();
     nc.send_to(b"hello from nc\n", a.sockaddr()).unwrap();
-    let reply = recv_within(&nc, Duration::from_secs(5)).expect("a reply");
+    let reply = common::udp_recv_within(&nc, Duration::from_secs(5)).expect("a reply");
     assert_eq!(reply, b"ack alice\n");
     let me = nc.local_addr().unwrap();
     let want = format!("[{me}] hello from nc");
@@ -528,14 +500,17 @@ fn a_plain_udp_datagram_gets_a_reply() {
     // The tutorials' node programs send bare messages, without a newline.
     nc.send_to(b"bare", a.sockaddr()).unwrap();
     assert_eq!(
-        recv_within(&nc, Duration::from_secs(5)).unwrap(),
+        common::udp_recv_within(&nc, Duration::from_secs(5)).unwrap(),
         b"ack alice\n"
     );
     let want = format!("[{me}] bare");
     a.wait_line(Duration::from_secs(5), &want, |l| l == want);
     // A node's own acknowledgement is never answered (no reply loops).
     nc.send_to(b"ack bob\n", a.sockaddr()).unwrap();
-    assert_eq!(recv_within(&nc, Duration::from_millis(500)), None);
+    assert_eq!(
+        common::udp_recv_within(&nc, Duration::from_millis(500)),
+        None
+    );
 }
 
 #[test]
@@ -552,7 +527,8 @@ fn wrong_secrets_garbage_and_replays_are_dropped_and_counted() {
     let trap = plain_socket();
     let trap_addr = format!("udp://{}", trap.local_addr().unwrap());
     let _d = Node::start("d", &["--json", "--secret", "right", "--join", &trap_addr]);
-    let captured = recv_within(&trap, Duration::from_secs(5)).expect("a sealed announce");
+    let captured =
+        common::udp_recv_within(&trap, Duration::from_secs(5)).expect("a sealed announce");
     assert_eq!(&captured[..4], &[0xC5, 0x4B, 1, 0x80], "sealed");
 
     let target = a.sockaddr();
@@ -581,7 +557,7 @@ fn wrong_secrets_garbage_and_replays_are_dropped_and_counted() {
         nc.send_to(&junk, target).unwrap();
     }
     assert_eq!(
-        recv_within(&nc, Duration::from_millis(500)),
+        common::udp_recv_within(&nc, Duration::from_millis(500)),
         None,
         "no replies with --secret"
     );
@@ -640,7 +616,7 @@ fn protocol_garbage_without_a_secret_is_dropped_and_counted() {
     big.resize(3000, 0);
     nc.send_to(&big, target).unwrap();
     let replies: Vec<Vec<u8>> =
-        std::iter::from_fn(|| recv_within(&nc, Duration::from_millis(500))).collect();
+        std::iter::from_fn(|| common::udp_recv_within(&nc, Duration::from_millis(500))).collect();
     assert_eq!(
         replies,
         vec![b"ack a\n".to_vec()],

@@ -6,8 +6,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::net::{TcpListener, UdpSocket};
+use std::net::UdpSocket;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,26 +18,10 @@ use common::{Output, TempDir, run_bounded};
 /// The longest one ping run may take before the test fails.
 const LIMIT: Duration = Duration::from_secs(20);
 
-/// The longest a test server in this file lives.
-const SERVER_LIFE: Duration = Duration::from_secs(20);
-
 fn ping(args: &[&str]) -> Output {
     let mut full = vec!["ping"];
     full.extend_from_slice(args);
     run_bounded(&full, LIMIT)
-}
-
-/// Asserts a failure with `code` and exactly one line on stderr; returns it.
-fn failure(out: &Output, code: i32) -> String {
-    assert_eq!(
-        out.code,
-        Some(code),
-        "stdout: {}\nstderr: {}",
-        out.stdout,
-        out.stderr
-    );
-    assert_eq!(out.stderr.lines().count(), 1, "stderr: {:?}", out.stderr);
-    out.stderr.trim_end().to_owned()
 }
 
 /// The summary line `N sent, N received, ...` of a text run.
@@ -52,23 +35,7 @@ fn counts_line(out: &Output) -> &str {
 #[test]
 fn pings_the_ping_service_over_every_transport() {
     let dir = TempDir::new("ping");
-    let unix = format!("unix://{}", dir.path("p.sock"));
-    let unixgram = format!("unixgram://{}", dir.path("g.sock"));
-    let server = common::serve(
-        &[
-            "ping",
-            "-q",
-            "-l",
-            "tcp://127.0.0.1:0",
-            "-l",
-            "udp://127.0.0.1:0",
-            "-l",
-            &unix,
-            "-l",
-            &unixgram,
-        ],
-        4,
-    );
+    let server = common::serve_on(&["ping", "-q"], &common::every_transport(&dir));
     let runs: Vec<_> = server
         .addrs
         .iter()
@@ -145,7 +112,7 @@ fn json_prints_a_line_per_reply_and_a_summary() {
     assert_eq!(summary["loss_percent"], 0.0);
     let rtt = &summary["rtt_ms"];
     for key in [
-        "min", "avg", "max", "mdev", "jitter", "p50", "p90", "p99", "p99.9",
+        "min", "avg", "max", "mdev", "jitter", "p50", "p90", "p99", "p99.9", "p99.99",
     ] {
         assert!(rtt[key].is_number(), "{key} missing: {summary}");
     }
@@ -156,45 +123,25 @@ fn json_prints_a_line_per_reply_and_a_summary() {
 /// (counting from 1), every 10th is dropped, the 3rd is answered twice, and
 /// the answer to the 5th is held back until the 6th has been answered.
 fn lossy_udp_server() -> (String, Arc<AtomicBool>) {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let addr = format!("udp://{}", socket.local_addr().unwrap());
-    let stop = Arc::new(AtomicBool::new(false));
-    let stopped = stop.clone();
-    thread::spawn(move || {
-        socket
-            .set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
-        let started = Instant::now();
-        let mut buf = [0u8; 2048];
-        let mut count = 0u64;
-        let mut held = None;
-        while !stopped.load(Ordering::Relaxed) && started.elapsed() < SERVER_LIFE {
-            let Ok((n, from)) = socket.recv_from(&mut buf) else {
-                continue;
-            };
-            count += 1;
-            if count.is_multiple_of(10) {
-                continue;
-            }
-            let mut reply = b"pong".to_vec();
-            reply.extend_from_slice(buf[..n].strip_prefix(b"ping").unwrap_or(&buf[..n]));
-            match count {
-                3 => {
-                    socket.send_to(&reply, from).unwrap();
-                    socket.send_to(&reply, from).unwrap();
-                }
-                5 => held = Some(reply),
-                6 => {
-                    socket.send_to(&reply, from).unwrap();
-                    socket.send_to(&held.take().unwrap(), from).unwrap();
-                }
-                _ => {
-                    socket.send_to(&reply, from).unwrap();
-                }
-            }
+    let mut held = None;
+    common::udp_answering(move |count, request, reply| {
+        if count.is_multiple_of(10) {
+            return;
         }
-    });
-    (addr, stop)
+        let pong = common::pong(request);
+        match count {
+            3 => {
+                reply(&pong);
+                reply(&pong);
+            }
+            5 => held = Some(pong),
+            6 => {
+                reply(&pong);
+                reply(&held.take().unwrap());
+            }
+            _ => reply(&pong),
+        }
+    })
 }
 
 #[test]
@@ -252,7 +199,7 @@ fn a_silent_server_means_exit_1_within_the_deadline() {
     let started = Instant::now();
     let out = ping(&[&addr, "-i", "50ms", "-w", "700ms"]);
     let took = started.elapsed();
-    let err = failure(&out, 1);
+    let err = out.failure(1);
     assert!(
         err.starts_with(&format!("sockit: no reply from {addr}: ")),
         "{err}"
@@ -268,7 +215,7 @@ fn a_silent_server_means_exit_1_within_the_deadline() {
     // With a count and no deadline, the linger after the last request ends it.
     let started = Instant::now();
     let out = ping(&[&addr, "-c", "3", "-i", "10ms", "-W", "200ms"]);
-    failure(&out, 1);
+    out.failure(1);
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(counts_line(&out).starts_with("3 sent, 0 received, 100% loss"));
     drop(silent);
@@ -276,39 +223,30 @@ fn a_silent_server_means_exit_1_within_the_deadline() {
 
 #[test]
 fn refused_is_one_line_and_exit_1() {
-    let port = {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    let port = common::closed_tcp_port();
     let addr = format!("tcp://127.0.0.1:{port}");
     let out = ping(&[&addr, "-c", "1"]);
     assert_eq!(
-        failure(&out, 1),
+        out.failure(1),
         format!("sockit: connect to {addr}: connection refused")
     );
 
-    let port = {
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        socket.local_addr().unwrap().port()
-    };
+    let port = common::closed_udp_port();
     let addr = format!("udp://127.0.0.1:{port}");
     let out = ping(&[&addr, "-c", "3", "-i", "10ms"]);
     assert_eq!(
-        failure(&out, 1),
+        out.failure(1),
         format!("sockit: connect to {addr}: connection refused")
     );
 }
 
 #[test]
 fn a_server_that_hangs_up_is_one_line_and_exit_1() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = format!("tcp://{}", listener.local_addr().unwrap());
-    thread::spawn(move || {
-        // Accept one connection and close it at once.
-        let _ = listener.accept();
-    });
+    // Accepts one connection and closes it at once.
+    let (addr, _server) = common::tcp_server(drop);
+    let addr = format!("tcp://{addr}");
     let out = ping(&[&addr, "-c", "3", "-i", "10ms"]);
-    let err = failure(&out, 1);
+    let err = out.failure(1);
     assert!(
         err == format!("sockit: connection closed by {addr}")
             || err.starts_with(&format!("sockit: read from {addr}: "))
@@ -327,16 +265,7 @@ fn ctrl_c_prints_the_summary_and_exits_0() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = common::stdout_lines(&mut child);
     // Wait for two replies, then interrupt.
     let mut lines = Vec::new();
     while lines
@@ -347,22 +276,8 @@ fn ctrl_c_prints_the_summary_and_exits_0() {
     {
         lines.push(rx.recv_timeout(LIMIT).expect("reply lines"));
     }
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let deadline = Instant::now() + LIMIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "still running after SIGINT");
-        thread::sleep(Duration::from_millis(10));
-    };
+    common::signal(child.id(), "INT");
+    let status = common::wait_for_exit(&mut child, LIMIT).expect("exit after SIGINT");
     assert_eq!(status.code(), Some(0));
     while let Ok(line) = rx.recv_timeout(Duration::from_secs(5)) {
         lines.push(line);

@@ -39,15 +39,6 @@ fn assert_closed_at_accept(addr: &str) {
     }
 }
 
-/// Asserts the stderr of a failed run is exactly one line.
-fn one_line(stderr: &str) -> &str {
-    assert!(
-        stderr.ends_with('\n') && stderr.lines().count() == 1,
-        "want one stderr line, got {stderr:?}"
-    );
-    stderr.trim_end()
-}
-
 // --- load and limits --------------------------------------------------------
 
 #[test]
@@ -565,23 +556,8 @@ fn sigint_stops_the_server_too() {
 #[test]
 fn idle_server_exits_at_once_on_sigterm() {
     let dir = TempDir::new("sigterm-idle");
-    let unix = dir.path("s.sock");
-    let gram = dir.path("g.sock");
-    let mut p = serve(
-        &[
-            "echo",
-            "-q",
-            "-l",
-            "tcp://127.0.0.1:0",
-            "-l",
-            "udp://127.0.0.1:0",
-            "-l",
-            &format!("unix://{unix}"),
-            "-l",
-            &format!("unixgram://{gram}"),
-        ],
-        4,
-    );
+    let (unix, gram) = (dir.path("s.sock"), dir.path("g.sock"));
+    let mut p = common::serve_on(&["echo", "-q"], &common::every_transport(&dir));
     let start = Instant::now();
     p.signal("TERM");
     p.assert_exits_0(EXIT_LIMIT);
@@ -727,8 +703,7 @@ fn unix_socket_files_stale_live_and_removed() {
     // A live one: the second server refuses with one line and status 1.
     for addr in [&stream_addr, &gram_addr] {
         let out = run_bounded(&["serve", "ping", "-q", "-l", addr], EXIT_LIMIT);
-        assert_eq!(out.code, Some(1), "{out:?}");
-        let line = one_line(&out.stderr);
+        let line = out.failure(1);
         assert!(line.starts_with("sockit: "), "{line}");
         assert_eq!(out.stdout, "");
     }
@@ -777,8 +752,7 @@ fn a_regular_file_in_the_way_is_left_alone() {
         &["serve", "echo", "-q", "-l", &format!("unix://{path}")],
         EXIT_LIMIT,
     );
-    assert_eq!(out.code, Some(1), "{out:?}");
-    one_line(&out.stderr);
+    out.failure(1);
     assert_eq!(std::fs::read(&path).unwrap(), b"keep me");
 }
 
@@ -801,8 +775,7 @@ fn bad_addresses_are_one_line_usage_errors() {
         &garbage,
     ] {
         let out = run_bounded(&["serve", "echo", "-l", addr], EXIT_LIMIT);
-        assert_eq!(out.code, Some(2), "{addr:.40?}: {out:.300?}");
-        let line = one_line(&out.stderr);
+        let line = out.failure(2);
         assert!(line.starts_with("sockit: invalid address"), "{line:.300}");
         assert!(line.len() < 600, "{} bytes: {line:.300}", line.len());
         assert_eq!(out.stdout, "", "{addr:.40?}");
@@ -816,8 +789,7 @@ fn bad_access_rules_are_one_line_usage_errors() {
             &["serve", "echo", rule[0], rule[1], "-l", "tcp://127.0.0.1:0"],
             EXIT_LIMIT,
         );
-        assert_eq!(out.code, Some(2), "{rule:?}: {out:?}");
-        let line = one_line(&out.stderr);
+        let line = out.failure(2);
         assert!(line.contains(rule[1]), "{line}");
         assert_eq!(out.stdout, "");
     }
@@ -886,14 +858,12 @@ fn config_errors_are_one_line_naming_the_file() {
         let file = dir.path(name);
         std::fs::write(&file, text).unwrap();
         let out = run_bounded(&["serve", "--config", &file], EXIT_LIMIT);
-        assert_eq!(out.code, Some(2), "{name}: {out:?}");
-        let line = one_line(&out.stderr);
+        let line = out.failure(2);
         assert!(line.contains(&file), "{line}");
         assert_eq!(out.stdout, "");
     }
     let out = run_bounded(&["serve", "--config", &missing], EXIT_LIMIT);
-    assert_eq!(out.code, Some(2), "{out:?}");
-    assert!(one_line(&out.stderr).contains(&missing));
+    assert!(out.failure(2).contains(&missing));
 }
 
 // --- stdout and stderr ------------------------------------------------------

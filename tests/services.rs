@@ -29,18 +29,13 @@ const DATAGRAMS: [usize; 3] = [UDP, UNIXGRAM, UDP6];
 /// constants above, with the environment `env`.
 fn start_all_env(service: &str, env: &[(&str, &str)]) -> (Proc, TempDir) {
     let dir = TempDir::new(&format!("svc-{service}"));
-    let unix = format!("unix://{}", dir.path("s.sock"));
-    let unixgram = format!("unixgram://{}", dir.path("g.sock"));
     let mut cmd = Command::new(common::bin());
     cmd.args(["serve", service, "-q"]);
-    for l in [
-        "tcp://127.0.0.1:0",
-        "udp://127.0.0.1:0",
-        &unix,
-        &unixgram,
-        "tcp://[::1]:0",
-        "udp://[::1]:0",
-    ] {
+    for l in common::every_transport(&dir)
+        .iter()
+        .map(String::as_str)
+        .chain(["tcp://[::1]:0", "udp://[::1]:0"])
+    {
         cmd.args(["-l", l]);
     }
     for (k, v) in env {

@@ -39,11 +39,13 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
-use super::stats::{Latency, Totals};
+use super::report::Totals;
 use crate::client::ClientError;
 use crate::net::addr::Endpoint;
 use crate::net::connect::{Cause, ClientSocket, Connector, Datagram};
 use crate::net::stream::Stream;
+use crate::service::ping;
+use crate::stats::Latency;
 
 /// How long opening one connection may take.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -74,18 +76,6 @@ const READ_BUFFER: usize = 64 * 1024;
 /// full pipeline, a slow server or a busy client), so no stall is hidden.
 const EARLY: Duration = Duration::from_millis(1);
 
-/// Where the sequence number sits in a request (`ping 0000000042 ...`), and
-/// how many digits it has.
-const SEQ_OFFSET: usize = 5;
-const SEQ_DIGITS: usize = 10;
-
-/// The shortest request that carries a sequence number: `ping ` and ten
-/// digits and the line end.
-pub(crate) const MIN_SEQ_REQUEST: usize = SEQ_OFFSET + SEQ_DIGITS + 1;
-
-/// The shortest generated request: `ping\n`.
-pub(crate) const MIN_REQUEST: usize = 5;
-
 /// What every connection sends.
 #[derive(Debug, Clone)]
 pub(crate) struct Request {
@@ -97,33 +87,11 @@ pub(crate) struct Request {
 
 impl Request {
     /// A generated request of exactly `size` bytes (at least
-    /// [`MIN_REQUEST`]): `ping 0000000000 abcd...\n` when there is room for
-    /// a sequence number, `ping abc\n` or `ping\n` when there is not.
-    ///
-    /// Every sockit message service sends the request text back inside its
-    /// reply (`pong 0000000042 ...`, `Hello, ping 0000000042 ...`), which is
-    /// how datagram replies are matched to their requests.
+    /// [`ping::MIN_REQUEST`]), in the ping service's format, with a
+    /// sequence number to match datagram replies by when there is room for
+    /// one ([`ping::stamped_request`]).
     pub(crate) fn generated(size: usize) -> Request {
-        let size = size.max(MIN_REQUEST);
-        let mut bytes = b"ping".to_vec();
-        let seq_at = if size >= MIN_SEQ_REQUEST {
-            bytes.push(b' ');
-            bytes.extend_from_slice(&[b'0'; SEQ_DIGITS]);
-            Some(SEQ_OFFSET)
-        } else {
-            None
-        };
-        if bytes.len() + 1 < size {
-            bytes.push(b' ');
-        }
-        // Letters only: the padding never contains a line end, and never the
-        // `ng ` that `parse_seq` looks for.
-        let mut letter = b'a';
-        while bytes.len() + 1 < size {
-            bytes.push(letter);
-            letter = if letter == b'z' { b'a' } else { letter + 1 };
-        }
-        bytes.push(b'\n');
+        let (bytes, seq_at) = ping::stamped_request(size);
         Request { bytes, seq_at }
     }
 
@@ -140,33 +108,9 @@ impl Request {
     /// Writes `seq` into the sequence digits, if there are any.
     fn stamp(&mut self, seq: u32) {
         if let Some(at) = self.seq_at {
-            write_seq(&mut self.bytes[at..at + SEQ_DIGITS], seq);
+            ping::stamp(&mut self.bytes[at..], seq);
         }
     }
-}
-
-/// Writes `seq` as ten zero-padded decimal digits.
-fn write_seq(digits: &mut [u8], mut seq: u32) {
-    for d in digits.iter_mut().rev() {
-        *d = b'0' + (seq % 10) as u8;
-        seq /= 10;
-    }
-}
-
-/// Finds the sequence number a reply carries back: the ten digits after the
-/// first `ng ` (`ping ` in an echo, hello or timestamp reply, `pong ` in a
-/// ping reply).
-fn parse_seq(reply: &[u8]) -> Option<u32> {
-    let at = memchr::memmem::find(reply, b"ng ")? + 3;
-    let digits = reply.get(at..at + SEQ_DIGITS)?;
-    let mut seq: u64 = 0;
-    for &d in digits {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        seq = seq * 10 + u64::from(d - b'0');
-    }
-    u32::try_from(seq).ok()
 }
 
 /// A checked load run.
@@ -907,7 +851,7 @@ impl DatagramConn {
                 let mut buf = ReadBuf::new(&mut read_buf);
                 self.socket.poll_recv(cx, &mut buf).map_ok(|()| {
                     let datagram = buf.filled();
-                    let seq = self.request.seq_at.and_then(|_| parse_seq(datagram));
+                    let seq = self.request.seq_at.and_then(|_| ping::find_stamp(datagram));
                     (seq, datagram.len())
                 })
             };
@@ -1063,42 +1007,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn generated_requests_have_the_asked_size() {
-        assert_eq!(Request::generated(5).bytes, b"ping\n");
-        assert_eq!(Request::generated(1).bytes, b"ping\n");
-        assert_eq!(Request::generated(7).bytes, b"ping a\n");
-        assert_eq!(Request::generated(16).bytes, b"ping 0000000000\n");
-        assert_eq!(Request::generated(17).bytes, b"ping 0000000000 \n");
-        assert_eq!(Request::generated(20).bytes, b"ping 0000000000 abc\n");
-        for size in [5, 15, 16, 100, 65_507] {
-            let r = Request::generated(size);
-            assert_eq!(r.bytes.len(), size);
-            assert_eq!(memchr::memchr_iter(b'\n', &r.bytes).count(), 1);
-            assert_eq!(r.seq_at.is_some(), size >= MIN_SEQ_REQUEST);
-        }
-        assert_eq!(Request::custom("PING").bytes, b"PING\n");
-    }
-
-    #[test]
-    fn sequence_numbers_come_back_in_every_reply() {
-        let mut r = Request::generated(40);
+    fn requests_are_generated_or_given() {
+        let mut r = Request::generated(20);
+        assert_eq!(r.bytes, b"ping 0000000000 abc\n");
         r.stamp(42);
-        assert!(r.bytes.starts_with(b"ping 0000000042 "));
-        let text = &r.bytes[..r.bytes.len() - 1];
-        let mut pong = b"pong".to_vec();
-        pong.extend_from_slice(&text[4..]);
-        assert_eq!(parse_seq(&pong), Some(42));
-        assert_eq!(parse_seq(text), Some(42));
-        let mut hello = b"Hello, ".to_vec();
-        hello.extend_from_slice(text);
-        assert_eq!(parse_seq(&hello), Some(42));
-        let mut stamped = b"[Sun Nov 22 01:18:03 2026] ".to_vec();
-        stamped.extend_from_slice(text);
-        assert_eq!(parse_seq(&stamped), Some(42));
-        r.stamp(u32::MAX);
-        assert_eq!(parse_seq(&r.bytes), Some(u32::MAX));
-        assert_eq!(parse_seq(b"+PONG\r\n"), None);
-        assert_eq!(parse_seq(b"pong 12"), None);
-        assert_eq!(parse_seq(b"pong 99999999999"), None);
+        assert_eq!(r.bytes, b"ping 0000000042 abc\n");
+        let mut short = Request::generated(7);
+        short.stamp(42);
+        assert_eq!(short.bytes, b"ping a\n");
+        assert_eq!(Request::custom("PING").bytes, b"PING\n");
+        assert_eq!(Request::custom("PING").seq_at, None);
     }
 }

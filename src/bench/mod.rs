@@ -2,11 +2,11 @@
 //!
 //! [`run`] checks the command line into a `load::Plan`, runs it on its own
 //! worker threads (`load`), shows a progress line on a terminal, and
-//! prints the `stats::Report` as text or JSON (`stats`).
+//! prints the `report::Report` as text or JSON (`report`).
 
 pub(crate) mod load;
 mod reconnect;
-pub(crate) mod stats;
+pub(crate) mod report;
 
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -17,8 +17,9 @@ use crate::cli::BenchArgs;
 use crate::error::UsageError;
 use crate::net::addr::{DefaultScheme, Endpoint};
 use crate::net::connect::Connector;
-use load::{MIN_REQUEST, Plan, Request};
-use stats::{Report, Scenario};
+use crate::service::ping::MIN_REQUEST;
+use load::{Plan, Request};
+use report::{Report, Scenario};
 
 /// The largest datagram request: the most a UDP datagram over IPv4 carries.
 const MAX_DATAGRAM: usize = 65_507;
@@ -44,12 +45,7 @@ pub const MAX_RATE: f64 = 100_000_000.0;
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let plan = plan(args)?;
     let mut display = Display::new(&plan);
-    let interrupted = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    let outcome = load::run(&plan, &mut display, interrupted);
+    let outcome = load::run(&plan, &mut display, crate::shutdown::interrupted());
     display.finish();
     let outcome = outcome?;
 

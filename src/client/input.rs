@@ -1,9 +1,10 @@
-//! What goes to the socket: stdin, read on a thread of its own in bounded
-//! chunks ([`read_stdin`]), given CRLF line ends for `--crlf`
+//! What goes to the socket: stdin, read on a thread of its own
+//! ([`crate::stdin`]) in bounded chunks ([`read_stdin`]), given CRLF line
+//! ends for `--crlf`
 //! ([`LineEnds`]), and cut into lines when each line is to be one datagram
 //! ([`LineSplitter`]).
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 
 use tokio::sync::mpsc;
 
@@ -21,41 +22,30 @@ pub(crate) type StdinChunks = mpsc::Receiver<io::Result<Vec<u8>>>;
 /// Starts reading stdin, showing a `> ` prompt on stderr before each read
 /// when `prompt` is set.
 ///
-/// Why not `tokio::io::stdin`: it reads on tokio's blocking pool, such a
-/// read cannot be cancelled, and dropping the runtime waits for it. When the
-/// peer closes first, `connect` would then hang until the user pressed
-/// Enter. A thread of our own ends with the process instead.
-///
 /// # Errors
 /// When the thread cannot be started.
 pub(crate) fn read_stdin(prompt: bool) -> io::Result<StdinChunks> {
-    let (chunks, rx) = mpsc::channel(READ_AHEAD);
-    std::thread::Builder::new()
-        .name("stdin".into())
-        .spawn(move || {
-            let mut stdin = io::stdin().lock();
-            loop {
-                if prompt {
-                    let _ = io::stderr().write_all(b"> ");
-                }
-                let mut chunk = vec![0; CHUNK];
-                let read = match stdin.read(&mut chunk) {
-                    Ok(0) => return,
-                    Ok(n) => {
-                        chunk.truncate(n);
-                        Ok(chunk)
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => Err(e),
-                };
-                let failed = read.is_err();
-                // A send fails once the session is over and nobody listens.
-                if chunks.blocking_send(read).is_err() || failed {
-                    return;
-                }
+    crate::stdin::spawn_reader(READ_AHEAD, move |mut stdin, chunks| {
+        loop {
+            if prompt {
+                let _ = io::stderr().write_all(b"> ");
             }
-        })?;
-    Ok(rx)
+            let mut chunk = vec![0; CHUNK];
+            let read = match crate::stdin::read_retrying(&mut stdin, &mut chunk) {
+                Ok(0) => return,
+                Ok(n) => {
+                    chunk.truncate(n);
+                    Ok(chunk)
+                }
+                Err(e) => Err(e),
+            };
+            let failed = read.is_err();
+            // A send fails once the session is over and nobody listens.
+            if chunks.blocking_send(read).is_err() || failed {
+                return;
+            }
+        }
+    })
 }
 
 /// Applies `--crlf`: each `\n` becomes `\r\n`, an existing `\r\n` stays as

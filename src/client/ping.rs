@@ -3,13 +3,15 @@
 //!
 //! Requests go out every `-i` whatever came back, as `ping SEQ PADDING\n`
 //! (one datagram each over UDP and unixgram) padded to `-s` bytes; the
-//! service answers `pong SEQ PADDING`, and replies are matched by that
-//! sequence number. So a reply can be lost (never comes), duplicated (comes
-//! twice), or reordered (comes after a later request's reply), and each is
-//! counted rather than waited for: the run ends after `-c` requests plus a
-//! linger for the stragglers, at the `-w` deadline, or at Ctrl-C, and then
-//! prints the summary. Sender and receiver are two futures of one task
-//! sharing a `Tracker`, the pure bookkeeping that the unit tests drive.
+//! service answers `pong SEQ PADDING` (the format is
+//! [`service::ping`](crate::service::ping)'s), and replies are matched by
+//! that sequence number. So a reply can be lost (never comes), duplicated
+//! (comes twice), or reordered (comes after a later request's reply), and
+//! each is counted rather than waited for: the run ends after `-c`
+//! requests plus a linger for the stragglers, at the `-w` deadline, or at
+//! Ctrl-C, and then prints the summary. Sender and receiver are two
+//! futures of one task sharing a `Tracker`, the pure bookkeeping that the
+//! unit tests drive.
 //!
 //! Output: a header, a line per reply and a summary (ping(8)'s layout), or
 //! with `--json` one JSON object per line: `{"type":"reply",...}` per reply
@@ -24,11 +26,12 @@ use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::bench::stats::{Latency, format_ms, millis};
 use crate::cli::PingArgs;
 use crate::error::UsageError;
 use crate::net::addr::{DefaultScheme, Endpoint};
 use crate::net::frame::{Frame, LineBuffer};
+use crate::service::ping;
+use crate::stats::{Latency, LatencySummary, format_ms, millis};
 
 use super::socket::{Cause, ClientError, ClientSocket, Connector, Datagram, RECV_BUFFER};
 use crate::net::stream::Stream;
@@ -85,12 +88,6 @@ pub async fn run(args: &PingArgs) -> anyhow::Result<()> {
         state: RefCell::new(Tracker::new()),
     };
     pinger.header()?;
-    let interrupted = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            // No handler: SIGINT kills us as usual; wait for the rest.
-            std::future::pending::<()>().await;
-        }
-    };
     let deadline_passed = async {
         match deadline {
             Some(at) => tokio::time::sleep_until(at).await,
@@ -101,7 +98,7 @@ pub async fn run(args: &PingArgs) -> anyhow::Result<()> {
     let end = tokio::select! {
         // Polled first so that the handler is in place before anything is sent.
         biased;
-        () = interrupted => End::Stopped,
+        () = crate::shutdown::interrupted() => End::Stopped,
         () = deadline_passed => End::Stopped,
         end = pinger.exchange(connection) => end?,
     };
@@ -184,7 +181,7 @@ impl Pinger {
         let mut seq: u64 = 1;
         while self.count.is_none_or(|count| seq <= count) {
             tick.tick().await;
-            build_request(seq, self.size, &mut request);
+            ping::write_request(seq, self.size, &mut request);
             self.state.borrow_mut().sent(seq, Instant::now());
             if let Err(e) = sender.send(&request).await
                 && let Some(end) = self.socket_error("send to", e)?
@@ -281,7 +278,7 @@ impl Pinger {
     /// Counts and prints one reply of `len` bytes; true once every request
     /// has been sent and answered.
     fn reply(&self, text: &[u8], len: usize, now: Instant) -> anyhow::Result<bool> {
-        let Some(seq) = parse_pong(text) else {
+        let Some(seq) = ping::parse_reply(text) else {
             self.state.borrow_mut().invalid += 1;
             return Ok(false);
         };
@@ -349,7 +346,7 @@ impl Pinger {
         // The first request's size: `-s`, unless that is too small to hold
         // `ping 1\n`.
         let mut first = Vec::new();
-        build_request(1, self.size, &mut first);
+        ping::write_request(1, self.size, &mut first);
         let mut out = std::io::stdout().lock();
         writeln!(out, "PING {}: {} bytes", self.addr, first.len())?;
         out.flush().context("write to stdout")
@@ -373,15 +370,18 @@ impl Pinger {
                 loss_percent: state.loss_percent(),
                 time_ms: millis(elapsed),
                 rtt_ms: rtt.map(|r| RttLine {
-                    min: millis(r.min),
-                    avg: millis(r.avg),
-                    max: millis(r.max),
-                    mdev: millis(r.mdev),
+                    latency: LatencySummary {
+                        min: millis(r.min),
+                        avg: millis(r.avg),
+                        max: millis(r.max),
+                        mdev: millis(r.mdev),
+                        p50: millis(r.p50),
+                        p90: millis(r.p90),
+                        p99: millis(r.p99),
+                        p99_9: millis(r.p99_9),
+                        p99_99: millis(r.p99_99),
+                    },
                     jitter: millis(r.jitter),
-                    p50: millis(r.p50),
-                    p90: millis(r.p90),
-                    p99: millis(r.p99),
-                    p99_9: millis(r.p99_9),
                 }),
             };
             writeln!(out, "{}", to_json(&line))?;
@@ -468,19 +468,13 @@ struct SummaryLine<'a> {
     rtt_ms: Option<RttLine>,
 }
 
-/// `--json`: round-trip figures in milliseconds.
+/// `--json`: round-trip figures in milliseconds, in the shape `bench
+/// --json` gives its latencies, plus the jitter.
 #[derive(Serialize)]
 struct RttLine {
-    min: f64,
-    avg: f64,
-    max: f64,
-    mdev: f64,
+    #[serde(flatten)]
+    latency: LatencySummary,
     jitter: f64,
-    p50: f64,
-    p90: f64,
-    p99: f64,
-    #[serde(rename = "p99.9")]
-    p99_9: f64,
 }
 
 fn to_json(line: &impl Serialize) -> String {
@@ -500,32 +494,6 @@ impl Sender<'_> {
             Sender::Datagram(socket) => socket.send(request).await,
         }
     }
-}
-
-/// Builds `ping SEQ` padded with letters to `size` bytes, line end
-/// included; never shorter than `ping SEQ\n`.
-fn build_request(seq: u64, size: usize, out: &mut Vec<u8>) {
-    out.clear();
-    let _ = write!(out, "ping {seq}");
-    if out.len() + 1 < size {
-        out.push(b' ');
-    }
-    let mut letter = b'a';
-    while out.len() + 1 < size {
-        out.push(letter);
-        letter = if letter == b'z' { b'a' } else { letter + 1 };
-    }
-    out.push(b'\n');
-}
-
-/// The sequence number of a `pong SEQ ...` reply (line end removed).
-fn parse_pong(reply: &[u8]) -> Option<u64> {
-    let rest = reply.strip_prefix(b"pong ")?;
-    let digits = rest.split(|&b| b == b' ').next()?;
-    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 /// A loss percentage as ping(8) shows it: whole when it is whole.
@@ -597,6 +565,7 @@ struct RttSummary {
     p90: Duration,
     p99: Duration,
     p99_9: Duration,
+    p99_99: Duration,
 }
 
 impl Tracker {
@@ -714,6 +683,7 @@ impl Tracker {
             p90: self.percentile(90.0),
             p99: self.percentile(99.0),
             p99_9: self.percentile(99.9),
+            p99_99: self.percentile(99.99),
         })
     }
 }
@@ -721,29 +691,6 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn requests_are_padded_to_the_size() {
-        let mut r = Vec::new();
-        build_request(1, 64, &mut r);
-        assert_eq!(r.len(), 64);
-        assert!(r.starts_with(b"ping 1 abc"));
-        assert!(r.ends_with(b"\n"));
-        build_request(12345, 3, &mut r);
-        assert_eq!(r, b"ping 12345\n");
-        build_request(7, 8, &mut r);
-        assert_eq!(r, b"ping 7 \n");
-    }
-
-    #[test]
-    fn pongs_carry_the_sequence_number() {
-        assert_eq!(parse_pong(b"pong 42 abc"), Some(42));
-        assert_eq!(parse_pong(b"pong 42"), Some(42));
-        assert_eq!(parse_pong(b"pong"), None);
-        assert_eq!(parse_pong(b"pong x"), None);
-        assert_eq!(parse_pong(b"ping 42"), None);
-        assert_eq!(parse_pong(b"pong 99999999999999999999"), None);
-    }
 
     #[test]
     fn loss_duplicates_and_reordering_are_counted() {

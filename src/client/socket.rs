@@ -20,18 +20,11 @@ pub(crate) use crate::net::connect::{
 pub(crate) async fn until_interrupted<T>(
     session: impl Future<Output = anyhow::Result<T>>,
 ) -> anyhow::Result<T> {
-    let interrupted = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            // No handler could be installed, so SIGINT still does what it
-            // always does; wait for the session alone.
-            std::future::pending::<()>().await;
-        }
-    };
     tokio::select! {
         // Polled first so that the handler is in place before the session
         // sends anything.
         biased;
-        () = interrupted => Err(ClientError::Interrupted.into()),
+        () = crate::shutdown::interrupted() => Err(ClientError::Interrupted.into()),
         done = session => done,
     }
 }

@@ -1,11 +1,11 @@
 //! What a node reads on stdin: lines of text to broadcast, and commands
 //! (`/msg`, `/peers`, ...). The same in text and JSON mode.
 //!
-//! Stdin is read on a plain thread (a blocking read cannot be cancelled,
-//! and must not hold up the runtime's shutdown) into a bounded
-//! [`LineBuffer`]; lines go to the node through a small bounded channel,
-//! so a node that stops taking input (its send queues are full) stops the
-//! reader, and the writer on the other end of the pipe waits.
+//! Stdin is read on a plain thread (`crate::stdin`: a blocking read
+//! cannot be cancelled, and must not hold up the runtime's shutdown) into
+//! a bounded [`LineBuffer`]; lines go to the node through a small bounded
+//! channel, so a node that stops taking input (its send queues are full)
+//! stops the reader, and the writer on the other end of the pipe waits.
 
 use std::io::Read;
 
@@ -102,11 +102,7 @@ pub fn parse(line: &str) -> Command<'_> {
 /// # Errors
 /// The thread cannot be started (the process is out of threads or memory).
 pub fn spawn_stdin_reader() -> std::io::Result<mpsc::Receiver<Input>> {
-    let (tx, rx) = mpsc::channel(INPUT_QUEUE);
-    std::thread::Builder::new()
-        .name("stdin".into())
-        .spawn(move || read_lines(std::io::stdin().lock(), &tx))?;
-    Ok(rx)
+    crate::stdin::spawn_reader(INPUT_QUEUE, read_lines)
 }
 
 /// Reads `input` to its end, sending each line; stops early when the node
@@ -115,9 +111,8 @@ fn read_lines(mut input: impl Read, tx: &mpsc::Sender<Input>) {
     let mut lines = LineBuffer::new(MAX_TEXT);
     let send = |item: Input| tx.blocking_send(item).is_ok();
     loop {
-        let n = match lines.read_from(|spare| input.read(spare)) {
+        let n = match lines.read_from(|spare| crate::stdin::read_retrying(&mut input, spare)) {
             Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 tracing::debug!(error = %e, "stdin");
                 0

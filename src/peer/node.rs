@@ -36,7 +36,7 @@ use super::message::{
 use super::output::{Event, Output, PeerLine};
 use super::transport::Transport;
 use crate::net::frame::split_datagram;
-use crate::net::ratelimit::RateLimiter;
+use crate::net::ratelimit::{RateLimiter, TokenBucket, from_classic_port};
 
 /// How often a live member is probed: the heart of failure detection.
 /// With [`SUSPECT_TO_DOWN`] this puts a dead member down on every node in
@@ -81,8 +81,6 @@ const RECV_BUFFER: usize = 65_535;
 const PLAIN_REPLIES_PER_SEC: f64 = 50.0;
 /// Per-source budget for plain replies to non-loopback sources.
 const PLAIN_REPLIES_PER_SOURCE: u32 = 10;
-/// Source ports of the classic small services, never answered (SPEC 2).
-const CLASSIC_PORTS: [u16; 5] = [7, 9, 13, 19, 37];
 
 type Swim = Foca<PeerId, WireCodec, StdRng, NoCustomBroadcast>;
 
@@ -193,8 +191,8 @@ pub struct Node {
     join_retry: Duration,
     next_tick: Instant,
     next_msg_id: u64,
-    reply_tokens: f64,
-    reply_refill: Instant,
+    /// Plain replies over all sources: [`PLAIN_REPLIES_PER_SEC`].
+    reply_budget: TokenBucket,
     rate: RateLimiter,
     counters: Counters,
 }
@@ -238,8 +236,7 @@ impl Node {
             join_retry: JOIN_RETRY,
             next_tick: now + TICK,
             next_msg_id: 0,
-            reply_tokens: PLAIN_REPLIES_PER_SEC,
-            reply_refill: now,
+            reply_budget: TokenBucket::new(PLAIN_REPLIES_PER_SEC, now),
             rate: RateLimiter::new(PLAIN_REPLIES_PER_SOURCE),
             counters: Counters::default(),
             me,
@@ -632,7 +629,7 @@ impl Node {
             self.counters.dropped.plain_with_secret += 1;
             return;
         }
-        if CLASSIC_PORTS.contains(&from.port()) || from.port() == 0 {
+        if from_classic_port(from) {
             self.counters.dropped.plain_not_answered += 1;
             return;
         }
@@ -665,17 +662,13 @@ impl Node {
         {
             return false;
         }
-        let elapsed = now
-            .saturating_duration_since(self.reply_refill)
-            .as_secs_f64();
-        self.reply_refill = now;
-        self.reply_tokens =
-            (self.reply_tokens + elapsed * PLAIN_REPLIES_PER_SEC).min(PLAIN_REPLIES_PER_SEC * 2.0);
-        if self.reply_tokens < 1.0 || !self.rate.allow(from.ip(), now) {
+        self.reply_budget
+            .refill(PLAIN_REPLIES_PER_SEC, PLAIN_REPLIES_PER_SEC * 2.0, now);
+        // The shared budget is taken only once the source's own allows it.
+        if !self.reply_budget.has_token() || !self.rate.allow(from.ip(), now) {
             return false;
         }
-        self.reply_tokens -= 1.0;
-        true
+        self.reply_budget.take()
     }
 
     /// Handles a line of input; true when it asks to quit.

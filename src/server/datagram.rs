@@ -8,18 +8,13 @@ use std::time::Instant;
 
 use crate::config::Limits;
 use crate::net::listener::DatagramSocket;
-use crate::net::ratelimit::RateLimiter;
+use crate::net::ratelimit::{RateLimiter, from_classic_port};
 use crate::service::{Classic, DatagramState};
 use crate::shutdown::Shutdown;
 
 /// The largest datagram we read; anything longer is truncated by the kernel
 /// (and then is still at most this long in memory).
 const MAX_DATAGRAM: usize = 65_535;
-
-/// Source ports of the classic small services. A datagram from one is
-/// dropped: answering it is how two UDP services (echo and chargen, say)
-/// get tricked into replying to each other forever.
-const CLASSIC_PORTS: [u16; 5] = [7, 9, 13, 19, 37];
 
 /// One datagram socket's service loop.
 pub(super) struct DatagramServer {
@@ -160,7 +155,7 @@ fn send_unix_nowait(socket: &tokio::net::UnixDatagram, out: &[u8], path: &std::p
 
 /// Access rules, the loop guard and the rate limit, in that order.
 fn admit(from: SocketAddr, limits: &Limits, rate: &mut RateLimiter) -> bool {
-    if CLASSIC_PORTS.contains(&from.port()) || from.port() == 0 {
+    if from_classic_port(from) {
         tracing::debug!(peer = %from, "dropped: from a classic service port");
         return false;
     }

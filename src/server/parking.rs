@@ -130,6 +130,9 @@ impl ParkingLot {
         shutdown: Shutdown,
         on_ready: impl Fn(Conn, OwnedSemaphorePermit),
     ) {
+        // The crate denies unsafe code (Cargo.toml [lints]); this is the
+        // one place allowed.
+        #[allow(unsafe_code)]
         // SAFETY: `PollFd` owns the `Poll`, whose epoll descriptor stays
         // open and unchanged until the `AsyncFd` (and with it the `Poll`)
         // is dropped; nothing else closes or replaces it. This is sockit's

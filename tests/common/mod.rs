@@ -1,10 +1,13 @@
-//! Launchers shared by the integration tests: start the real `sockit`
-//! binary, read its `listening on` lines, and clean up on drop.
+//! Helpers shared by the integration tests: start the real `sockit`
+//! binary (a server that prints `listening on` lines, or a client run to
+//! its end within a limit), talk to it over test sockets, and stand up the
+//! small std-socket servers the client tests talk to. Everything is
+//! bounded in time and cleaned up on drop.
 
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -32,10 +35,16 @@ impl Proc {
 
     /// Like [`Proc::start`] with a prepared command (env, cwd, ...).
     pub fn start_with(cmd: &mut Command, listeners: usize) -> Proc {
+        Self::start_stderr(cmd, listeners, Stdio::inherit())
+    }
+
+    /// Starts `cmd` with its stderr going to `stderr`, and waits for
+    /// `listeners` listening lines.
+    fn start_stderr(cmd: &mut Command, listeners: usize, stderr: Stdio) -> Proc {
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start sockit");
         let stdout = child.stdout.take().unwrap();
@@ -48,11 +57,7 @@ impl Proc {
                 if reader.read_line(&mut line).unwrap_or(0) == 0 {
                     break;
                 }
-                let addr = line
-                    .trim_end()
-                    .strip_prefix("listening on ")
-                    .unwrap_or_else(|| panic!("unexpected stdout line {line:?}"));
-                addrs.push(addr.to_owned());
+                addrs.push(listening_addr(&line).to_owned());
             }
             let _ = tx.send((addrs, reader));
         });
@@ -73,23 +78,13 @@ impl Proc {
 
     /// Sends a signal to the process.
     pub fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{sig}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        signal(self.child.id(), sig);
     }
 
-    /// Waits up to `limit` for the process to exit, returning its status code.
+    /// Waits up to `limit` for the process to exit, returning its status
+    /// code (`None` if it is still running or died of a signal).
     pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
-        let deadline = std::time::Instant::now() + limit;
-        while std::time::Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        self.wait_status(limit).and_then(|s| s.code())
     }
 
     /// Everything else the process printed on stdout, once it has exited.
@@ -100,6 +95,52 @@ impl Proc {
         }
         s
     }
+}
+
+/// The address of a `listening on ADDR` line; any other line fails the test.
+pub fn listening_addr(line: &str) -> &str {
+    line.trim_end()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected stdout line {line:?}"))
+}
+
+/// Sends `sig` (`TERM`, `INT`, ...) to process `pid`.
+pub fn signal(pid: u32, sig: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{sig} {pid}");
+}
+
+/// Waits up to `limit` for `child` to exit; `None` if it has not.
+pub fn wait_for_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `child`'s stdout line by line (line ends removed), read on a thread;
+/// the channel closes when stdout does.
+pub fn stdout_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let stdout = child.stdout.take().expect("stdout piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
 }
 
 impl Drop for Proc {
@@ -114,6 +155,27 @@ pub fn serve(args: &[&str], listeners: usize) -> Proc {
     let mut full = vec!["serve"];
     full.extend_from_slice(args);
     Proc::start(&full, listeners)
+}
+
+/// One loopback listener of each kind, for `-l`: TCP, UDP, Unix
+/// (`DIR/s.sock`) and unixgram (`DIR/g.sock`), in that order.
+pub fn every_transport(dir: &TempDir) -> [String; 4] {
+    [
+        "tcp://127.0.0.1:0".to_owned(),
+        "udp://127.0.0.1:0".to_owned(),
+        format!("unix://{}", dir.path("s.sock")),
+        format!("unixgram://{}", dir.path("g.sock")),
+    ]
+}
+
+/// Starts `sockit serve ARGS...` with a `-l` for each of `listen`, and
+/// waits for their listening lines.
+pub fn serve_on(args: &[&str], listen: &[String]) -> Proc {
+    let mut full = args.to_vec();
+    for l in listen {
+        full.extend(["-l", l]);
+    }
+    serve(&full, listen.len())
 }
 
 /// A fresh temporary directory for socket files, removed on drop.
@@ -168,29 +230,24 @@ pub trait Duplex: Read + Write + Send {
     fn read_timeout(&self, limit: Duration);
 }
 
-impl Duplex for TcpStream {
-    fn shutdown_write(&self) {
-        self.shutdown(Shutdown::Write).expect("shutdown(Write)");
-    }
-    fn try_clone_box(&self) -> Box<dyn Duplex> {
-        Box::new(self.try_clone().expect("clone socket"))
-    }
-    fn read_timeout(&self, limit: Duration) {
-        self.set_read_timeout(Some(limit)).unwrap();
-    }
+/// TCP and Unix streams have the same methods under the same names.
+macro_rules! impl_duplex {
+    ($($stream:ty),*) => {$(
+        impl Duplex for $stream {
+            fn shutdown_write(&self) {
+                self.shutdown(Shutdown::Write).expect("shutdown(Write)");
+            }
+            fn try_clone_box(&self) -> Box<dyn Duplex> {
+                Box::new(self.try_clone().expect("clone socket"))
+            }
+            fn read_timeout(&self, limit: Duration) {
+                self.set_read_timeout(Some(limit)).unwrap();
+            }
+        }
+    )*};
 }
 
-impl Duplex for UnixStream {
-    fn shutdown_write(&self) {
-        self.shutdown(Shutdown::Write).expect("shutdown(Write)");
-    }
-    fn try_clone_box(&self) -> Box<dyn Duplex> {
-        Box::new(self.try_clone().expect("clone socket"))
-    }
-    fn read_timeout(&self, limit: Duration) {
-        self.set_read_timeout(Some(limit)).unwrap();
-    }
-}
+impl_duplex!(TcpStream, UnixStream);
 
 /// Connects to a listening address as printed by the server
 /// (`tcp://127.0.0.1:4000`, `tcp://[::1]:4000`, `unix:///path`), with
@@ -335,28 +392,15 @@ impl Dgram {
 
     /// The next datagram, or `None` when none comes within `limit`.
     pub fn recv_within(&self, limit: Duration) -> Option<Vec<u8>> {
-        let mut buf = vec![0u8; 65_536];
-        let r = match self {
-            Dgram::Udp(s) => {
-                s.set_read_timeout(Some(limit)).unwrap();
-                let r = s.recv(&mut buf);
-                s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-                r
-            }
+        match self {
+            Dgram::Udp(s) => udp_recv_within(s, limit),
             Dgram::Unix(s) => {
                 s.set_read_timeout(Some(limit)).unwrap();
+                let mut buf = vec![0u8; 65_536];
                 let r = s.recv(&mut buf);
                 s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-                r
+                received(r, buf)
             }
-        };
-        match r {
-            Ok(n) => {
-                buf.truncate(n);
-                Some(buf)
-            }
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => None,
-            Err(e) => panic!("recv: {e}"),
         }
     }
 
@@ -393,13 +437,61 @@ impl Dgram {
     }
 }
 
+/// The next datagram on `s` (from anyone, if it is not connected), or
+/// `None` when none comes within `limit`; reads then block for
+/// [`IO_TIMEOUT`] again.
+pub fn udp_recv_within(s: &UdpSocket, limit: Duration) -> Option<Vec<u8>> {
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = vec![0u8; 65_536];
+    let r = s.recv(&mut buf);
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    received(r, buf)
+}
+
+/// The datagram of a receive into `buf`; `None` for a timeout.
+fn received(r: std::io::Result<usize>, mut buf: Vec<u8>) -> Option<Vec<u8>> {
+    match r {
+        Ok(n) => {
+            buf.truncate(n);
+            Some(buf)
+        }
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => None,
+        Err(e) => panic!("recv: {e}"),
+    }
+}
+
 /// What a bounded run of the binary left behind.
 #[derive(Debug)]
 pub struct Output {
     /// The exit status; `None` if it had to be killed at the limit.
     pub code: Option<i32>,
+    /// Stdout as text (invalid UTF-8 replaced).
     pub stdout: String,
+    /// Stdout byte for byte.
+    pub stdout_bytes: Vec<u8>,
     pub stderr: String,
+    /// From the start to the exit (or the kill).
+    pub elapsed: Duration,
+}
+
+impl Output {
+    /// Asserts the run failed with `code` and exactly one line on stderr,
+    /// and returns that line.
+    pub fn failure(&self, code: i32) -> &str {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "stdout: {}\nstderr: {}",
+            self.stdout,
+            self.stderr
+        );
+        assert!(
+            self.stderr.ends_with('\n') && self.stderr.lines().count() == 1,
+            "want one stderr line, got {:?}",
+            self.stderr
+        );
+        self.stderr.trim_end()
+    }
 }
 
 /// Runs `sockit ARGS...` with stdin closed, killing it after `limit`.
@@ -409,37 +501,81 @@ pub fn run_bounded(args: &[&str], limit: Duration) -> Output {
 
 /// Like [`run_bounded`] with a prepared command.
 pub fn run_bounded_with(cmd: &mut Command, limit: Duration) -> Output {
+    run_child(cmd.stdin(Stdio::null()), limit, None)
+}
+
+/// Runs `sockit ARGS...` with its stdin a pipe that `feed` gets, on a
+/// thread of its own, with the process id (to signal it); the process is
+/// killed after `limit`.
+pub fn run_feeding(
+    args: &[&str],
+    limit: Duration,
+    feed: impl FnOnce(ChildStdin, u32) + Send + 'static,
+) -> Output {
+    let mut cmd = Command::new(bin());
+    cmd.args(args).stdin(Stdio::piped());
+    run_child(&mut cmd, limit, Some(Box::new(feed)))
+}
+
+/// Runs `sockit ARGS...`, writing `stdin` to it and then closing its stdin.
+pub fn run_with_stdin(args: &[&str], stdin: impl Into<Vec<u8>>, limit: Duration) -> Output {
+    let stdin = stdin.into();
+    run_feeding(args, limit, move |mut pipe, _| {
+        let _ = pipe.write_all(&stdin);
+    })
+}
+
+/// Runs `sockit ARGS...` with its stdin left open until it has exited.
+pub fn run_stdin_open(args: &[&str], limit: Duration) -> Output {
+    let (done, wait) = mpsc::channel::<()>();
+    let out = run_feeding(args, limit, move |pipe, _| {
+        let _ = wait.recv_timeout(limit);
+        drop(pipe);
+    });
+    let _ = done.send(());
+    out
+}
+
+/// What gets a child's stdin pipe and its process id.
+type Feed = Box<dyn FnOnce(ChildStdin, u32) + Send>;
+
+fn run_child(cmd: &mut Command, limit: Duration, feed: Option<Feed>) -> Output {
+    let start = Instant::now();
     let mut child = cmd
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start sockit");
+    if let Some(feed) = feed {
+        let stdin = child.stdin.take().expect("stdin piped");
+        let pid = child.id();
+        std::thread::spawn(move || feed(stdin, pid));
+    }
     let drain = |mut r: Box<dyn Read + Send>| {
         std::thread::spawn(move || {
             let mut v = Vec::new();
             let _ = r.read_to_end(&mut v);
-            String::from_utf8_lossy(&v).into_owned()
+            v
         })
     };
     let out = drain(Box::new(child.stdout.take().unwrap()));
     let err = drain(Box::new(child.stderr.take().unwrap()));
-    let deadline = Instant::now() + limit;
-    let code = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status.code();
-        }
-        if Instant::now() >= deadline {
+    let code = match wait_for_exit(&mut child, limit) {
+        Some(status) => status.code(),
+        None => {
             let _ = child.kill();
             let _ = child.wait();
-            break None;
+            None
         }
-        std::thread::sleep(Duration::from_millis(10));
     };
+    let elapsed = start.elapsed();
+    let stdout_bytes = out.join().unwrap();
     Output {
         code,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
+        stdout: String::from_utf8_lossy(&stdout_bytes).into_owned(),
+        stdout_bytes,
+        stderr: String::from_utf8_lossy(&err.join().unwrap()).into_owned(),
+        elapsed,
     }
 }
 
@@ -448,41 +584,7 @@ impl Proc {
     /// instead of inherited.
     pub fn start_logged(cmd: &mut Command, listeners: usize, log: &Path) -> Proc {
         let file = std::fs::File::create(log).expect("create log file");
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(file)
-            .spawn()
-            .expect("start sockit");
-        let mut reader = BufReader::new(child.stdout.take().unwrap());
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = Vec::new();
-            while lines.len() < listeners {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                    break;
-                }
-                lines.push(line);
-            }
-            let _ = tx.send((lines, reader));
-        });
-        let (lines, reader) = rx.recv_timeout(STARTUP).expect("listening lines in time");
-        assert_eq!(lines.len(), listeners, "server exited before listening");
-        let addrs = lines
-            .iter()
-            .map(|l| {
-                l.trim_end()
-                    .strip_prefix("listening on ")
-                    .unwrap_or_else(|| panic!("unexpected stdout line {l:?}"))
-                    .to_owned()
-            })
-            .collect();
-        Proc {
-            child,
-            addrs,
-            stdout: Some(reader),
-        }
+        Self::start_stderr(cmd, listeners, file.into())
     }
 
     /// The process id, for `/proc` and signals.
@@ -500,16 +602,7 @@ impl Proc {
     /// Waits up to `limit` for the process to exit; `None` if it has not.
     /// Unlike [`Proc::wait_exit`], tells an exit code from a death by signal.
     pub fn wait_status(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_for_exit(&mut self.child, limit)
     }
 
     /// Asserts the process exits with status 0 within `limit`.
@@ -525,4 +618,100 @@ impl Proc {
             Some(s) => panic!("exited with {s}, want status 0"),
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// Small std-socket servers on port 0, for tests that pin down a client.
+
+/// The longest a test server waits for its client, and lives.
+pub const SERVER_WAIT: Duration = Duration::from_secs(20);
+
+/// Serves one TCP connection on a fresh loopback port with `serve`, on a
+/// thread; reads and writes time out after [`SERVER_WAIT`]. Returns
+/// `127.0.0.1:PORT` and the thread.
+pub fn tcp_server<T: Send + 'static>(
+    serve: impl FnOnce(TcpStream) -> T + Send + 'static,
+) -> (String, std::thread::JoinHandle<T>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handle = std::thread::spawn(move || {
+        listener.set_nonblocking(true).unwrap();
+        let deadline = Instant::now() + SERVER_WAIT;
+        let stream = loop {
+            match listener.accept() {
+                Ok((stream, _)) => break stream,
+                Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        };
+        stream.set_nonblocking(false).unwrap();
+        stream.set_read_timeout(Some(SERVER_WAIT)).unwrap();
+        stream.set_write_timeout(Some(SERVER_WAIT)).unwrap();
+        serve(stream)
+    });
+    (addr.to_string(), handle)
+}
+
+/// Serves UDP on a fresh loopback port with `serve`, on a thread; reads
+/// time out after [`SERVER_WAIT`].
+pub fn udp_server<T: Send + 'static>(
+    serve: impl FnOnce(UdpSocket) -> T + Send + 'static,
+) -> (std::net::SocketAddr, std::thread::JoinHandle<T>) {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(SERVER_WAIT)).unwrap();
+    (
+        socket.local_addr().unwrap(),
+        std::thread::spawn(move || serve(socket)),
+    )
+}
+
+/// A UDP server on a fresh loopback port (`udp://127.0.0.1:PORT`) that
+/// hands every datagram it gets, numbered from 1, to `answer` with a
+/// function that sends a reply to its source; it stops once the flag it
+/// returns is set, or after [`SERVER_WAIT`].
+pub fn udp_answering(
+    mut answer: impl FnMut(u64, &[u8], &dyn Fn(&[u8])) + Send + 'static,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let stopped = stop.clone();
+    let (addr, _) = udp_server(move |socket| {
+        socket
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let started = Instant::now();
+        let mut buf = [0u8; 2048];
+        let mut count = 0u64;
+        while !stopped.load(Ordering::Relaxed) && started.elapsed() < SERVER_WAIT {
+            let Ok((n, from)) = socket.recv_from(&mut buf) else {
+                continue;
+            };
+            count += 1;
+            answer(count, &buf[..n], &|reply| {
+                let _ = socket.send_to(reply, from);
+            });
+        }
+    });
+    (format!("udp://{addr}"), stop)
+}
+
+/// What the ping service answers to `request`: `ping REST` gets `pong REST`.
+pub fn pong(request: &[u8]) -> Vec<u8> {
+    let mut reply = b"pong".to_vec();
+    reply.extend_from_slice(request.strip_prefix(b"ping").unwrap_or(request));
+    reply
+}
+
+/// A loopback TCP port that nothing listens on (it was free a moment ago).
+pub fn closed_tcp_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// A loopback UDP port that nothing listens on (it was free a moment ago).
+pub fn closed_udp_port() -> u16 {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.local_addr().unwrap().port()
 }
