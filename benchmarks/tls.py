@@ -42,16 +42,20 @@ from run import Server, fmt, summarize, tree_cpu_seconds  # noqa: E402
 NGINX_STREAM = Path("/usr/lib/nginx/modules/ngx_stream_module.so")
 
 
-def make_cert(tmp: Path) -> tuple[Path, Path]:
-    cert, key = tmp / "cert.pem", tmp / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-days", "2", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )
-    return cert, key
+def make_cert(tmp: Path) -> tuple[Path, Path, Path]:
+    """A CA, and a P-256 server certificate for 127.0.0.1 signed by it."""
+    ca, ca_key = tmp / "ca.pem", tmp / "ca-key.pem"
+    cert, key, csr = tmp / "cert.pem", tmp / "key.pem", tmp / "cert.csr"
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    sh = lambda *argv: subprocess.run(list(argv), check=True, capture_output=True)  # noqa: E731
+    sh("openssl", "req", "-x509", *ec, "-days", "2", "-subj", "/CN=sockit bench CA",
+       "-keyout", str(ca_key), "-out", str(ca))
+    sh("openssl", "req", *ec, "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(csr))
+    ext = tmp / "ext.cnf"
+    ext.write_text("basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    sh("openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+       "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(cert))
+    return ca, cert, key
 
 
 def servers(tmp: Path, cert: Path, key: Path, old: Path | None) -> dict[str, Server]:
@@ -119,30 +123,38 @@ def measure(server: Server, mode: str, scheme: str, args: list[str], duration: s
         server.stop()
 
 
-# (key, title, mode, [(server, scheme, extra bench args)], metric, metric title)
+# (key, title, mode, rows, common bench args, metric, metric title); a row
+# is (server, scheme, extra bench args, the label of the row it is compared
+# with or None). The ratio column is this row's metric over that row's.
 def scenarios(have: dict[str, Server], ca: Path) -> list[tuple]:
     tls = ["--ca", str(ca)]
     peers = [p for p in ("socat ssl", "ncat ssl") if p in have]
+    tls_row = "sockit tls"
     out = [
         ("ping50", "TCP ping, 50 connections: plain vs TLS", "ping",
-         [("sockit tcp", "tcp", []), ("sockit tls", "tls", tls)] + [(p, "tls", tls) for p in peers],
+         [("sockit tcp", "tcp", [], None), ("sockit tls", "tls", tls, "sockit tcp")]
+         + [(p, "tls", tls, tls_row) for p in peers],
          ["-c", "50"], "cpu_us", "server CPU µs/req"),
         ("echo64k", "Echo, 64 KiB messages, 8 connections: plain vs TLS", "echo",
-         [("sockit tcp", "tcp", []), ("sockit tls", "tls", tls)] + [(p, "tls", tls) for p in peers],
+         [("sockit tcp", "tcp", [], None), ("sockit tls", "tls", tls, "sockit tcp")]
+         + [(p, "tls", tls, tls_row) for p in peers],
          ["-c", "8", "-s", "64KiB"], "bps", "MiB/s"),
         ("handshakes", "New TLS connection per request, 16 at once", "ping",
-         [("sockit tls", "tls", tls + ["--reconnect"]),
-          ("sockit tls", "tls", tls + ["--reconnect", "--no-resume"])]
-         + ([("nginx stream ssl", "tls", tls + ["--reconnect"]),
-             ("nginx stream ssl", "tls", tls + ["--reconnect", "--no-resume"])]
+         [("sockit tls", "tls", tls + ["--reconnect"], None),
+          ("sockit tls", "tls", tls + ["--reconnect", "--no-resume"], None)]
+         + ([("nginx stream ssl", "tls", tls + ["--reconnect"], "sockit tls (resumed)"),
+             ("nginx stream ssl", "tls", tls + ["--reconnect", "--no-resume"],
+              "sockit tls (full handshakes)")]
             if "nginx stream ssl" in have else []),
          ["-c", "16"], "hps", "handshakes/s"),
     ]
     if "sockit old tcp" in have:
         out.append(("reshape", "Plain TCP ping, before and after the reshaping", "ping",
-                    [("sockit old tcp", "tcp", ["-c", "50"]), ("sockit tcp", "tcp", ["-c", "50"]),
-                     ("sockit old tcp", "tcp", ["-c", "50", "--pipeline", "16"]),
-                     ("sockit tcp", "tcp", ["-c", "50", "--pipeline", "16"])],
+                    [("sockit old tcp", "tcp", ["-c", "50"], None),
+                     ("sockit tcp", "tcp", ["-c", "50"], "sockit old tcp 50 conns"),
+                     ("sockit old tcp", "tcp", ["-c", "50", "--pipeline", "16"], None),
+                     ("sockit tcp", "tcp", ["-c", "50", "--pipeline", "16"],
+                      "sockit old tcp x16 pipeline")],
                     [], "cpu_us", "server CPU µs/req"))
     return out
 
@@ -176,13 +188,13 @@ def main() -> None:
         subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=run.ROOT, check=True)
     with tempfile.TemporaryDirectory(prefix="sockit-tls-bench-") as tmp:
         tmp = Path(tmp)
-        cert, key = make_cert(tmp)
+        ca, cert, key = make_cert(tmp)
         have = servers(tmp, cert, key, args.old)
-        plan = [s for s in scenarios(have, cert) if not args.only or s[0] in args.only]
+        plan = [s for s in scenarios(have, ca) if not args.only or s[0] in args.only]
         results: dict = {}
         for rnd in range(args.rounds):
             for key_, _, mode, rows, common, _, _ in plan:
-                for name, scheme, extra in rows:
+                for name, scheme, extra, _ in rows:
                     row = label(name, extra)
                     print(f"round {rnd + 1}/{args.rounds}: {key_} / {row}", file=sys.stderr)
                     r = measure(have[name], mode, scheme, common + extra, args.duration, args.warmup)
@@ -196,10 +208,11 @@ def main() -> None:
     ]
     for key_, title, _, rows, _, metric, metric_title in plan:
         lines.append(f"\n### {title}\n")
-        lines.append(f"| server | {metric_title} | req/s | server CPU µs/req | p99 ms | first row ÷ this |")
+        lines.append(f"| server | {metric_title} | req/s | server CPU µs/req | p99 ms | ratio |")
         lines.append("| --- | --- | --- | --- | --- | --- |")
-        first = None
-        for name, _, extra in rows:
+        scale = 2**20 if metric == "bps" else 1.0
+        medians = {}
+        for name, _, extra, ref in rows:
             row = label(name, extra)
             runs = results.get((key_, row))
             if not runs:
@@ -209,15 +222,13 @@ def main() -> None:
                 s = summarize([r[k] / scale if r.get(k) is not None else None for r in runs])
                 return "-" if s is None else f"{fmt(s[0], digits)} ({fmt(s[1], digits)}-{fmt(s[2], digits)})"
 
-            scale = 2**20 if metric == "bps" else 1.0
             main_s = summarize([r[metric] / scale if r.get(metric) is not None else None for r in runs])
+            medians[row] = main_s[0] if main_s else None
             ratio = "-"
-            if first is None:
-                first = main_s
-            elif main_s and first and main_s[0]:
-                ratio = f"{first[0] / main_s[0]:.2f}"
-            lines.append(f"| {row} | {cell(metric, 1, scale)} | {cell('rps', 0)} | {cell('cpu_us', 2)} "
-                         f"| {cell('p99', 3)} | {ratio} |")
+            if ref and medians.get(ref) and medians[row]:
+                ratio = f"{medians[row] / medians[ref]:.2f} × {ref}"
+            lines.append(f"| {row} | {cell(metric, 2 if metric == 'cpu_us' else 1, scale)} "
+                         f"| {cell('rps', 0)} | {cell('cpu_us', 2)} | {cell('p99', 3)} | {ratio} |")
     text = "\n".join(lines) + "\n"
     Path(args.out).write_text(text)
     print(text)

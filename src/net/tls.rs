@@ -328,6 +328,10 @@ pub fn handshake_failure(error: &io::Error) -> String {
                 CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
                     "not valid yet".to_owned()
                 }
+                CertificateError::Other(other) if other.to_string().contains("CaUsedAsEndEntity") => {
+                    "a CA certificate, not a server's".to_owned()
+                }
+                CertificateError::Other(other) => other.to_string(),
                 other => format!("{other:?}"),
             };
             format!("certificate verify failed: {problem}")
