@@ -34,7 +34,7 @@ use crate::error::UsageError;
 use crate::net::access::AccessList;
 use crate::net::addr::{DefaultScheme, Endpoint, HostPort};
 use crate::net::tls::ServerIdentity;
-use crate::service::ServiceKind;
+use crate::service::{ServiceKind, Transports};
 use crate::units::{parse_bytes, parse_duration};
 
 /// Default `--max-conns`: well under the usual 20,000-descriptor limit,
@@ -293,7 +293,14 @@ pub fn default_listeners(service: ServiceKind) -> Vec<Endpoint> {
 /// Refuses a listener the service cannot be served on: `udp://` for a
 /// stream-only service, a stream for a datagram-only one.
 fn check_transports(service: ServiceKind, listen: &[Endpoint]) -> Result<(), String> {
-    let transports = service.transports();
+    check_listeners_fit(service.name(), service.transports(), listen)
+}
+
+fn check_listeners_fit(
+    name: &str,
+    transports: Transports,
+    listen: &[Endpoint],
+) -> Result<(), String> {
     for endpoint in listen {
         let (ok, what) = if endpoint.is_datagram() {
             (transports.datagram, "datagrams (udp://, unixgram://)")
@@ -302,8 +309,7 @@ fn check_transports(service: ServiceKind, listen: &[Endpoint]) -> Result<(), Str
         };
         if !ok {
             return Err(format!(
-                "cannot listen on {endpoint}: {} does not serve {what}",
-                service.name()
+                "cannot listen on {endpoint}: {name} does not serve {what}"
             ));
         }
     }
@@ -511,6 +517,25 @@ mod tests {
                 Some(Duration::from_millis(500))
             ]
         );
+    }
+
+    #[test]
+    fn listeners_must_fit_the_service() {
+        let stream_only = Transports {
+            stream: true,
+            datagram: false,
+        };
+        let listen =
+            parse_listeners(&["tcp://127.0.0.1:1".into(), "udp://127.0.0.1:1".into()]).unwrap();
+        let err = check_listeners_fit("chat", stream_only, &listen).unwrap_err();
+        assert_eq!(
+            err,
+            "cannot listen on udp://127.0.0.1:1: chat does not serve datagrams (udp://, unixgram://)"
+        );
+        assert!(check_listeners_fit("chat", stream_only, &listen[..1]).is_ok());
+        for kind in ServiceKind::ALL {
+            assert!(check_transports(kind, &listen).is_ok(), "{}", kind.name());
+        }
     }
 
     #[test]

@@ -40,9 +40,9 @@ use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
 use super::report::Totals;
-use crate::client::ClientError;
+
 use crate::net::addr::Endpoint;
-use crate::net::connect::{Cause, ClientSocket, Connector, Datagram};
+use crate::net::connect::{Cause, ClientError, ClientSocket, Connector, Datagram};
 use crate::net::stream::Stream;
 use crate::service::ping;
 use crate::stats::Latency;
