@@ -653,3 +653,65 @@ fn no_resume_and_reconnect_are_checked() {
         assert!(out.stderr.contains(want), "{args:?}: {}", out.stderr);
     }
 }
+
+#[test]
+fn a_self_signed_ca_certificate_named_in_ca_is_trusted_for_its_names() {
+    // What `openssl req -x509` makes: self-signed, and marked as a CA.
+    let dir = TempDir::new("tls-selfsigned");
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let cert = params.self_signed(&key).unwrap();
+    std::fs::write(dir.path("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.path("key.pem"), key.serialize_pem()).unwrap();
+    let (cert_path, key_path) = (dir.path("cert.pem"), dir.path("key.pem"));
+    let p = serve(
+        &[
+            "hello",
+            "--tls-cert",
+            &cert_path,
+            "--tls-key",
+            &key_path,
+            "-l",
+            "tls://127.0.0.1:0",
+        ],
+        1,
+    );
+    let ok = client(&["send", "--ca", &cert_path, &p.addrs[0], "x"], b"");
+    assert_eq!(
+        (ok.code, ok.stdout.as_str()),
+        (Some(0), "Hello, x\n"),
+        "{ok:?}"
+    );
+    // Its names are still checked.
+    let wrong = client(
+        &[
+            "send",
+            "--ca",
+            &cert_path,
+            "--servername",
+            "elsewhere.test",
+            &p.addrs[0],
+            "x",
+        ],
+        b"",
+    );
+    assert_eq!(wrong.code, Some(1), "{wrong:?}");
+    assert!(
+        wrong.stderr.contains("not valid for this name"),
+        "{}",
+        wrong.stderr
+    );
+    // And only that certificate is: another CA file does not vouch for it.
+    let pki = Pki::new();
+    let other = client(
+        &["send", "--ca", &pki.path("ca.pem"), &p.addrs[0], "x"],
+        b"",
+    );
+    assert_eq!(other.code, Some(1), "{other:?}");
+    assert!(
+        other.stderr.contains("certificate verify failed"),
+        "{}",
+        other.stderr
+    );
+}

@@ -240,8 +240,16 @@ impl TlsClient {
                 .with_custom_certificate_verifier(Arc::new(NoVerification(provider())))
                 .with_no_client_auth()
         } else {
+            let (roots, from_file) = roots(options.ca.as_deref())?;
+            let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider(),
+            )
+            .build()
+            .map_err(|e| format!("trust roots: {e}"))?;
             builder
-                .with_root_certificates(roots(options.ca.as_deref())?)
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(CaFileVerifier { webpki, from_file }))
                 .with_no_client_auth()
         };
         if options.no_resume {
@@ -285,17 +293,20 @@ impl TlsClient {
     }
 }
 
-/// The trust anchors: the `--ca` file's certificates, or the system's.
-fn roots(ca: Option<&Path>) -> Result<RootCertStore, String> {
+/// The trust anchors: the `--ca` file's certificates (also returned as
+/// they are, for [`CaFileVerifier`]), or the system's.
+fn roots(ca: Option<&Path>) -> Result<(RootCertStore, Vec<CertificateDer<'static>>), String> {
     let mut roots = RootCertStore::empty();
+    let mut from_file = Vec::new();
     match ca {
         Some(path) => {
             let pem = read_pem_file(path).map_err(|e| format!("--ca {e}"))?;
             for cert in CertificateDer::pem_slice_iter(&pem) {
                 let cert = cert.map_err(|e| format!("--ca {}: {e}", path.display()))?;
                 roots
-                    .add(cert)
+                    .add(cert.clone())
                     .map_err(|e| format!("--ca {}: {e}", path.display()))?;
+                from_file.push(cert);
             }
             if roots.is_empty() {
                 return Err(format!("--ca {}: no PEM certificate in it", path.display()));
@@ -313,7 +324,72 @@ fn roots(ca: Option<&Path>) -> Result<RootCertStore, String> {
             tracing::debug!(added, skipped, "system trust roots");
         }
     }
-    Ok(roots)
+    Ok((roots, from_file))
+}
+
+/// Verifies as WebPKI does, with one allowance for a certificate given in
+/// `--ca` itself: the self-signed certificate `openssl req -x509` makes is
+/// marked as a CA, which WebPKI refuses as a server's own certificate
+/// (`CaUsedAsEndEntity`). A user who names that very certificate in `--ca`
+/// trusts it, as curl's and OpenSSL's `--cacert` do; its name is still
+/// checked.
+#[derive(Debug)]
+struct CaFileVerifier {
+    webpki: Arc<rustls::client::WebPkiServerVerifier>,
+    from_file: Vec<CertificateDer<'static>>,
+}
+
+impl ServerCertVerifier for CaFileVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self.webpki.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
+            // rustls wraps webpki's error kinds that it has no variant for
+            // in `Other`; this one is only told apart by its name.
+            Err(rustls::Error::InvalidCertificate(CertificateError::Other(other)))
+                if other.to_string().contains("CaUsedAsEndEntity")
+                    && self.from_file.iter().any(|c| c == end_entity) =>
+            {
+                let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
+                rustls::client::verify_server_name(&parsed, server_name)?;
+                Ok(ServerCertVerified::assertion())
+            }
+            verdict => verdict,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
 }
 
 /// Turns a failed client handshake into the phrase an error line ends
