@@ -497,6 +497,25 @@ fn clients_verify_against_ca_and_refuse_an_unrelated_one() {
     );
 }
 
+/// `send --servername elsewhere.test` against `addr`, trusting `ca`:
+/// asserts the one-line name failure, and returns the run.
+fn assert_wrong_name(ca: &str, addr: &str) -> Output {
+    let args = [
+        "send",
+        "--ca",
+        ca,
+        "--servername",
+        "elsewhere.test",
+        addr,
+        "x",
+    ];
+    let wrong = client(&args, b"");
+    assert_eq!(wrong.code, Some(1), "{wrong:?}");
+    let line = wrong.failure(1);
+    assert!(line.contains("not valid for this name"), "{line}");
+    wrong
+}
+
 #[test]
 fn servername_is_sent_and_checked() {
     let pki = Pki::new();
@@ -504,24 +523,7 @@ fn servername_is_sent_and_checked() {
     let ca = pki.path("ca.pem");
     let port = p.host_port(0).rsplit_once(':').unwrap().1.to_owned();
     // The certificate names sockit.test, not this made-up name.
-    let wrong = client(
-        &[
-            "send",
-            "--ca",
-            &ca,
-            "--servername",
-            "elsewhere.test",
-            &p.addrs[0],
-            "x",
-        ],
-        b"",
-    );
-    assert_eq!(wrong.code, Some(1), "{wrong:?}");
-    assert!(
-        wrong.stderr.contains("not valid for this name"),
-        "{}",
-        wrong.stderr
-    );
+    let wrong = assert_wrong_name(&ca, &p.addrs[0]);
     assert!(wrong.stderr.contains("elsewhere.test"), "{}", wrong.stderr);
     let right = client(
         &[
@@ -684,24 +686,7 @@ fn a_self_signed_ca_certificate_named_in_ca_is_trusted_for_its_names() {
         "{ok:?}"
     );
     // Its names are still checked.
-    let wrong = client(
-        &[
-            "send",
-            "--ca",
-            &cert_path,
-            "--servername",
-            "elsewhere.test",
-            &p.addrs[0],
-            "x",
-        ],
-        b"",
-    );
-    assert_eq!(wrong.code, Some(1), "{wrong:?}");
-    assert!(
-        wrong.stderr.contains("not valid for this name"),
-        "{}",
-        wrong.stderr
-    );
+    assert_wrong_name(&cert_path, &p.addrs[0]);
     // And only that certificate is: another CA file does not vouch for it.
     let pki = Pki::new();
     let other = client(

@@ -3,26 +3,18 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sockit::service::{DatagramState, Service};
-
-const SERVICES: [Service; 8] = [
-    Service::Hello,
-    Service::Echo,
-    Service::Timestamp,
-    Service::Daytime,
-    Service::Time,
-    Service::Discard,
-    Service::Chargen,
-    Service::Ping,
-];
+use sockit::service::{Classic, DatagramState, ServiceKind};
 
 fuzz_target!(|data: &[u8]| {
     let mut out = Vec::new();
     let mut state = DatagramState::default();
-    for service in SERVICES {
+    for kind in ServiceKind::ALL {
+        let Some(service) = kind.build().datagram() else {
+            continue;
+        };
         if service.reply_datagram(data, 1024, &mut out, &mut state) {
-            let bound = if service == Service::Echo { data.len() } else { 512 + data.len().min(1024) + 40 };
-            assert!(out.len() <= bound, "{service:?}: {} bytes", out.len());
+            let bound = if service == Classic::Echo { data.len() } else { 512 + data.len().min(1024) + 40 };
+            assert!(out.len() <= bound, "{kind:?}: {} bytes", out.len());
         }
     }
 });

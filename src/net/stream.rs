@@ -65,6 +65,29 @@ impl fmt::Display for PeerAddr {
     }
 }
 
+/// Waits for a plain socket to be readable, then reads into a stack
+/// buffer that lives only for the read (the body of
+/// [`Stream::read_unbuffered`] for TCP and Unix sockets, which share the
+/// methods but no trait).
+macro_rules! read_ready_into_stack {
+    ($socket:expr, $limit:expr, $take:expr) => {
+        loop {
+            // Readiness can be a false positive (tokio reports a fresh
+            // socket as readable): `try_read` settles it.
+            $socket.readable().await?;
+            let mut stack = [0u8; UNBUFFERED_READ];
+            match $socket.try_read(&mut stack[..$limit]) {
+                Ok(n) => {
+                    $take(&stack[..n]);
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    };
+}
+
 impl Stream {
     /// Whether the stream is TLS.
     pub fn is_tls(&self) -> bool {
@@ -101,32 +124,8 @@ impl Stream {
     {
         let limit = limit.clamp(1, UNBUFFERED_READ);
         match self {
-            Stream::Tcp(s) => loop {
-                // Readiness can be a false positive (tokio reports a fresh
-                // socket as readable): `try_read` settles it.
-                s.readable().await?;
-                let mut stack = [0u8; UNBUFFERED_READ];
-                match s.try_read(&mut stack[..limit]) {
-                    Ok(n) => {
-                        take(&stack[..n]);
-                        return Ok(n);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    Err(e) => return Err(e),
-                }
-            },
-            Stream::Unix(s) => loop {
-                s.readable().await?;
-                let mut stack = [0u8; UNBUFFERED_READ];
-                match s.try_read(&mut stack[..limit]) {
-                    Ok(n) => {
-                        take(&stack[..n]);
-                        return Ok(n);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    Err(e) => return Err(e),
-                }
-            },
+            Stream::Tcp(s) => read_ready_into_stack!(s, limit, take),
+            Stream::Unix(s) => read_ready_into_stack!(s, limit, take),
             Stream::Tls(s) => {
                 // TLS has no readiness to wait on (the bytes that make a
                 // record may already sit in rustls' buffers), so the stack

@@ -231,14 +231,11 @@ impl TlsClient {
         let builder = rustls::ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| e.to_string())?;
-        let mut config = if options.insecure {
+        let trust = if options.insecure {
             tracing::warn!(
                 "--insecure: the server's certificate is not verified; anyone in the path can read and change this connection"
             );
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(NoVerification(provider())))
-                .with_no_client_auth()
+            Trust::Anything
         } else {
             let (roots, from_file) = roots(options.ca.as_deref())?;
             let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
@@ -247,11 +244,16 @@ impl TlsClient {
             )
             .build()
             .map_err(|e| format!("trust roots: {e}"))?;
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(CaFileVerifier { webpki, from_file }))
-                .with_no_client_auth()
+            Trust::Roots { webpki, from_file }
         };
+        let verifier = Verifier {
+            trust,
+            provider: provider(),
+        };
+        let mut config = builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth();
         if options.no_resume {
             config.resumption = rustls::client::Resumption::disabled();
         }
@@ -294,7 +296,7 @@ impl TlsClient {
 }
 
 /// The trust anchors: the `--ca` file's certificates (also returned as
-/// they are, for [`CaFileVerifier`]), or the system's.
+/// they are, for [`Trust::Roots`]), or the system's.
 fn roots(ca: Option<&Path>) -> Result<(RootCertStore, Vec<CertificateDer<'static>>), String> {
     let mut roots = RootCertStore::empty();
     let mut from_file = Vec::new();
@@ -325,71 +327,6 @@ fn roots(ca: Option<&Path>) -> Result<(RootCertStore, Vec<CertificateDer<'static
         }
     }
     Ok((roots, from_file))
-}
-
-/// Verifies as WebPKI does, with one allowance for a certificate given in
-/// `--ca` itself: the self-signed certificate `openssl req -x509` makes is
-/// marked as a CA, which WebPKI refuses as a server's own certificate
-/// (`CaUsedAsEndEntity`). A user who names that very certificate in `--ca`
-/// trusts it, as curl's and OpenSSL's `--cacert` do; its name is still
-/// checked.
-#[derive(Debug)]
-struct CaFileVerifier {
-    webpki: Arc<rustls::client::WebPkiServerVerifier>,
-    from_file: Vec<CertificateDer<'static>>,
-}
-
-impl ServerCertVerifier for CaFileVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.webpki.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        ) {
-            // rustls wraps webpki's error kinds that it has no variant for
-            // in `Other`; this one is only told apart by its name.
-            Err(rustls::Error::InvalidCertificate(CertificateError::Other(other)))
-                if other.to_string().contains("CaUsedAsEndEntity")
-                    && self.from_file.iter().any(|c| c == end_entity) =>
-            {
-                let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
-                rustls::client::verify_server_name(&parsed, server_name)?;
-                Ok(ServerCertVerified::assertion())
-            }
-            verdict => verdict,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.webpki.supported_verify_schemes()
-    }
 }
 
 /// Turns a failed client handshake into the phrase an error line ends
@@ -433,22 +370,58 @@ pub fn handshake_failure(error: &io::Error) -> String {
     }
 }
 
-/// `--insecure`: accepts any certificate, but still checks that the
-/// server holds the key for the one it showed (so the session keys are
-/// at least bound to someone).
+/// What a client trusts.
 #[derive(Debug)]
-struct NoVerification(Arc<CryptoProvider>);
+enum Trust {
+    /// `--insecure`: any certificate.
+    Anything,
+    /// WebPKI verification against the roots, with one allowance for a
+    /// certificate given in `--ca` itself: the self-signed certificate
+    /// `openssl req -x509` makes is marked as a CA, which WebPKI refuses
+    /// as a server's own (`CaUsedAsEndEntity`). A user who names that very
+    /// certificate in `--ca` trusts it, as curl's and OpenSSL's `--cacert`
+    /// do; its names are still checked.
+    Roots {
+        webpki: Arc<rustls::client::WebPkiServerVerifier>,
+        from_file: Vec<CertificateDer<'static>>,
+    },
+}
 
-impl ServerCertVerifier for NoVerification {
+/// The client's certificate check. Whatever is trusted, the handshake
+/// signatures are checked, so the session is bound to whoever holds the
+/// key of the certificate shown.
+#[derive(Debug)]
+struct Verifier {
+    trust: Trust,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+        let Trust::Roots { webpki, from_file } = &self.trust else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            // rustls wraps webpki's error kinds that it has no variant for
+            // in `Other`; this one is only told apart by its name.
+            Err(rustls::Error::InvalidCertificate(CertificateError::Other(other)))
+                if other.to_string().contains("CaUsedAsEndEntity")
+                    && from_file.iter().any(|c| c == end_entity) =>
+            {
+                let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
+                rustls::client::verify_server_name(&parsed, server_name)?;
+                Ok(ServerCertVerified::assertion())
+            }
+            verdict => verdict,
+        }
     }
 
     fn verify_tls12_signature(
@@ -457,12 +430,8 @@ impl ServerCertVerifier for NoVerification {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
     }
 
     fn verify_tls13_signature(
@@ -471,16 +440,14 @@ impl ServerCertVerifier for NoVerification {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
