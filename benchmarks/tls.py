@@ -203,8 +203,8 @@ def main() -> None:
     lines = [
         f"TLS benchmarks: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, server on CPU "
         f"{run.SERVER_CPU}, `sockit bench` on CPU {run.CLIENT_CPU}, {args.rounds} round(s) of "
-        f"{args.duration} after {args.warmup} warm-up; medians with min-max. Ratio: the first "
-        "row's median over this row's.\n"
+        f"{args.duration} after {args.warmup} warm-up; medians with min-max. Ratio: this row's "
+        "median of the first column over the named row's.\n"
     ]
     for key_, title, _, rows, _, metric, metric_title in plan:
         lines.append(f"\n### {title}\n")
