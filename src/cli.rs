@@ -108,7 +108,8 @@ pub struct TlsServerArgs {
     /// PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
     #[arg(long, value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
-    /// Close a tls:// connection whose handshake has not finished by then.
+    /// Close a tls:// connection whose handshake has not finished this long
+    /// after it was accepted (default 10s).
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     pub handshake_timeout: Option<Duration>,
 }

@@ -322,10 +322,21 @@ fn plaintext_on_the_tls_port_is_closed_and_the_next_client_served() {
     let mut got = Vec::new();
     let _ = plain.read_to_end(&mut got);
     assert!(!got.windows(4).any(|w| w == b"pong"), "{got:?}");
+    // Nor do two hundred silent connections, parked until their
+    // ClientHello, stand in the next client's way.
+    let _silent: Vec<TcpStream> = (0..200)
+        .map(|_| TcpStream::connect(p.host_port(0)).unwrap())
+        .collect();
+    let started = Instant::now();
     let mut tls = tls_connect(p.host_port(0), Some(&pki.roots), "127.0.0.1");
     tls.write_all(b"ping 2\n").unwrap();
     tls.flush().unwrap();
     assert_eq!(read_n(&mut tls, 7), b"pong 2\n");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -699,4 +710,33 @@ fn a_self_signed_ca_certificate_named_in_ca_is_trusted_for_its_names() {
         "{}",
         other.stderr
     );
+}
+
+#[test]
+fn shutdown_lets_tls_connections_finish_then_says_goodbye() {
+    let pki = Pki::new();
+    let mut p = pki.serve("ping", &["tls://127.0.0.1:0"], &["--grace", "1s"]);
+    let addr = p.host_port(0).to_owned();
+    let mut finishing = tls_connect(&addr, Some(&pki.roots), "127.0.0.1");
+    let mut lingering = tls_connect(&addr, Some(&pki.roots), "127.0.0.1");
+    finishing.write_all(b"ping 1\n").unwrap();
+    finishing.flush().unwrap();
+    assert_eq!(read_n(&mut finishing, 7), b"pong 1\n");
+    p.signal("TERM");
+    // Stopped accepting (the listener is gone), still serving.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while TcpStream::connect(&addr).is_ok() {
+        assert!(Instant::now() < deadline, "still accepting after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    finishing.write_all(b"ping 2\n").unwrap();
+    finishing.flush().unwrap();
+    assert_eq!(read_n(&mut finishing, 7), b"pong 2\n");
+    finishing.conn.send_close_notify();
+    finishing.flush().unwrap();
+    assert_eq!(read_all(&mut finishing), b"");
+    // The one that stays past the grace period is closed with close_notify
+    // (read_n fails on a bare TCP close), and the server exits 0.
+    assert_eq!(read_all(&mut lingering), b"");
+    p.assert_exits_0(Duration::from_secs(10));
 }
