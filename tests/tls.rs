@@ -11,7 +11,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Output, Proc, TempDir, bin, run_bounded, run_with_stdin, serve};
+use common::{Output, Proc, TempDir, bin, run_bounded, run_bounded_with, run_with_stdin, serve};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
@@ -482,8 +482,6 @@ fn clients_verify_against_ca_and_refuse_an_unrelated_one() {
         vec!["send", "--ca", &other, &addr, "World"],
         vec!["connect", "--ca", &other, &addr],
         vec!["ping", "-c", "1", "--ca", &other, &addr],
-        // The system roots do not know the test CA either.
-        vec!["send", &addr, "World"],
     ] {
         let out = client(&args, b"x\n");
         assert_eq!(out.code, Some(1), "{args:?}: {out:?}");
@@ -525,6 +523,39 @@ fn assert_wrong_name(ca: &str, addr: &str) -> Output {
     let line = wrong.failure(1);
     assert!(line.contains("not valid for this name"), "{line}");
     wrong
+}
+
+#[test]
+fn without_ca_the_system_store_is_trusted() {
+    let pki = Pki::new();
+    let p = pki.serve("hello", &["tls://127.0.0.1:0"], &[]);
+    // rustls-native-certs reads SSL_CERT_FILE instead of the system's
+    // files when it is set, as OpenSSL does: a store the test controls.
+    let with_store = |file: &str| {
+        let mut cmd = Command::new(bin());
+        cmd.args(["send", &p.addrs[0], "World"])
+            .env("SSL_CERT_FILE", file)
+            .env("SSL_CERT_DIR", "/nonexistent");
+        run_bounded_with(&mut cmd, LIMIT)
+    };
+    let trusted = with_store(&pki.path("ca.pem"));
+    assert_eq!(
+        (trusted.code, trusted.stdout.as_str()),
+        (Some(0), "Hello, World\n"),
+        "{trusted:?}"
+    );
+    let unrelated = with_store(&pki.path("other-ca.pem"));
+    let line = unrelated.failure(1);
+    assert!(
+        line.contains(&p.addrs[0]) && line.contains("unknown issuer"),
+        "{line}"
+    );
+    let empty = with_store("/nonexistent/store.pem");
+    let line = empty.failure(1);
+    assert!(
+        line.contains("no trusted certificate authorities"),
+        "{line}"
+    );
 }
 
 #[test]

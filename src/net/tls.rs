@@ -324,6 +324,12 @@ fn roots(ca: Option<&Path>) -> Result<(RootCertStore, Vec<CertificateDer<'static
             }
             let (added, skipped) = roots.add_parsable_certificates(found.certs);
             tracing::debug!(added, skipped, "system trust roots");
+            if roots.is_empty() {
+                return Err("no trusted certificate authorities in the system store \
+                     (/etc/ssl/certs, or SSL_CERT_FILE and SSL_CERT_DIR): install \
+                     ca-certificates, or name the ones to trust with --ca FILE"
+                    .into());
+            }
         }
     }
     Ok((roots, from_file))
