@@ -11,6 +11,7 @@
 //!   timeouts and graceful shutdown ([`shutdown`]).
 //! - [`service`]: one module per service (hello, echo, ping, ...).
 //! - [`client`]: `connect` (netcat), `send` (one-shot client), `ping`.
+//! - [`http`]: the static file server; [`http::path`] keeps requests in the root.
 //! - [`bench`](mod@bench): the load generator behind `sockit bench`; the
 //!   latency histogram it shares with `ping` lives in `stats`.
 //! - [`peer`]: the P2P UDP mesh behind `sockit peer`.
@@ -21,6 +22,7 @@ pub mod client;
 pub mod completions;
 pub mod config;
 pub mod error;
+pub mod http;
 pub mod logging;
 pub mod net;
 pub mod peer;
