@@ -95,6 +95,23 @@ pub struct ServeArgs {
     /// The certificate for tls:// listeners.
     #[command(flatten)]
     pub tls: TlsServerArgs,
+    /// What `serve http` serves.
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+/// `serve http`'s site, shared by the command line and the config file.
+#[derive(Debug, Clone, Default, Args)]
+pub struct HttpArgs {
+    /// http: serve the files under DIR (default: a hello page).
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// http: serve and list dotfiles too.
+    #[arg(long)]
+    pub hidden: bool,
+    /// http: how long a client may take to send a request head (default 10s).
+    #[arg(long, value_name = "DUR", value_parser = parse_nonzero_duration)]
+    pub header_timeout: Option<Duration>,
 }
 
 /// The certificate and handshake limit of `tls://` listeners, shared by

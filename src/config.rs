@@ -29,8 +29,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::cli::{LimitArgs, ServeArgs, TlsServerArgs};
+use crate::cli::{HttpArgs, LimitArgs, ServeArgs, TlsServerArgs};
 use crate::error::UsageError;
+use crate::http::SiteConfig;
 use crate::net::access::AccessList;
 use crate::net::addr::{DefaultScheme, Endpoint, HostPort};
 use crate::net::tls::ServerIdentity;
@@ -84,6 +85,8 @@ pub struct ServiceConfig {
     /// The certificate for its `tls://` listeners, read and checked
     /// already; `None`: a development certificate is made at start.
     pub tls: Option<ServerIdentity>,
+    /// What `http` serves (other services ignore it).
+    pub site: SiteConfig,
     /// Whether sockets passed by systemd (`LISTEN_FDS`) are adopted first.
     pub systemd: bool,
     /// The service's limits.
@@ -114,7 +117,7 @@ impl ServerConfig {
     /// A [`UsageError`] naming the bad address, rule, or config entry.
     pub fn from_args(args: &ServeArgs) -> Result<ServerConfig, UsageError> {
         if let Some(path) = &args.config {
-            return Self::from_file(path, &args.limits, args.grace, &args.tls);
+            return Self::from_file(path, &args.limits, args.grace, &args.tls, &args.http);
         }
         let service = args
             .service
@@ -135,6 +138,7 @@ impl ServerConfig {
                     listen
                 },
                 tls: load_identity(&args.tls).map_err(UsageError)?,
+                site: site_config(service, &args.http).map_err(UsageError)?,
                 systemd,
                 limits,
             }],
@@ -152,6 +156,7 @@ impl ServerConfig {
         cli: &LimitArgs,
         cli_grace: Duration,
         cli_tls: &TlsServerArgs,
+        cli_http: &HttpArgs,
     ) -> Result<ServerConfig, UsageError> {
         let err = |msg: String| UsageError(format!("config {}: {msg}", path.display()));
         let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
@@ -159,7 +164,7 @@ impl ServerConfig {
             return Err(err(format!("larger than {MAX_CONFIG_BYTES} bytes")));
         }
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        Self::from_toml(&text, cli, cli_grace, cli_tls).map_err(err)
+        Self::from_toml_with(&text, cli, cli_grace, cli_tls, cli_http).map_err(err)
     }
 
     /// Parses config text (see the module docs for the format).
@@ -171,6 +176,21 @@ impl ServerConfig {
         cli: &LimitArgs,
         cli_grace: Duration,
         cli_tls: &TlsServerArgs,
+    ) -> Result<ServerConfig, String> {
+        Self::from_toml_with(text, cli, cli_grace, cli_tls, &HttpArgs::default())
+    }
+
+    /// [`from_toml`](Self::from_toml) with the command line's HTTP options
+    /// as the defaults of `http` entries.
+    ///
+    /// # Errors
+    /// As [`from_toml`](Self::from_toml).
+    pub fn from_toml_with(
+        text: &str,
+        cli: &LimitArgs,
+        cli_grace: Duration,
+        cli_tls: &TlsServerArgs,
+        cli_http: &HttpArgs,
     ) -> Result<ServerConfig, String> {
         let file: ConfigFile = toml::from_str(text).map_err(|e| {
             let line = e
@@ -208,6 +228,7 @@ impl ServerConfig {
                     listen
                 },
                 tls: load_identity(&tls).map_err(ctx)?,
+                site: site_config(entry.name, &entry.http.to_args(cli_http)?).map_err(ctx)?,
                 systemd: false,
                 limits,
             });
@@ -358,6 +379,58 @@ struct ServiceEntry {
     limits: LimitEntry,
     #[serde(flatten)]
     tls: TlsEntry,
+    #[serde(flatten)]
+    http: HttpEntry,
+}
+
+/// The `http` keys of a `[[service]]` entry; the command line's are the
+/// defaults.
+#[derive(Debug, Deserialize)]
+struct HttpEntry {
+    root: Option<std::path::PathBuf>,
+    hidden: Option<bool>,
+    header_timeout: Option<String>,
+}
+
+impl HttpEntry {
+    fn to_args(&self, cli: &HttpArgs) -> Result<HttpArgs, String> {
+        Ok(HttpArgs {
+            root: self.root.clone().or_else(|| cli.root.clone()),
+            hidden: self.hidden.unwrap_or(cli.hidden),
+            header_timeout: match &self.header_timeout {
+                Some(text) => Some(crate::units::parse_nonzero_duration(text)?),
+                None => cli.header_timeout,
+            },
+        })
+    }
+}
+
+/// The site of an `http` service, its root checked now (a usage error
+/// before anything binds); HTTP options on other services are refused,
+/// so a typo'd service name is not silently a hello server.
+fn site_config(service: ServiceKind, http: &HttpArgs) -> Result<SiteConfig, String> {
+    let given = http.root.is_some() || http.hidden || http.header_timeout.is_some();
+    if service != ServiceKind::Http {
+        if given {
+            return Err(format!(
+                "--root, --hidden and --header-timeout are for the http service, not {}",
+                service.name()
+            ));
+        }
+        return Ok(SiteConfig::default());
+    }
+    if let Some(root) = &http.root {
+        match std::fs::metadata(root) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => return Err(format!("--root {}: not a directory", root.display())),
+            Err(e) => return Err(format!("--root {}: {e}", root.display())),
+        }
+    }
+    Ok(SiteConfig {
+        root: http.root.clone(),
+        hidden: http.hidden,
+        header_timeout: http.header_timeout,
+    })
 }
 
 /// The TLS keys of a `[[service]]` entry; the command line's are the
@@ -534,7 +607,8 @@ mod tests {
         );
         assert!(check_listeners_fit("chat", stream_only, &listen[..1]).is_ok());
         for kind in ServiceKind::ALL {
-            assert!(check_transports(kind, &listen).is_ok(), "{}", kind.name());
+            let fits = check_transports(kind, &listen).is_ok();
+            assert_eq!(fits, kind != ServiceKind::Http, "{}", kind.name());
         }
     }
 

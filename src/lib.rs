@@ -11,7 +11,8 @@
 //!   timeouts and graceful shutdown ([`shutdown`]).
 //! - [`service`]: one module per service (hello, echo, ping, ...).
 //! - [`client`]: `connect` (netcat), `send` (one-shot client), `ping`.
-//! - [`http`]: the static file server; [`http::path`] keeps requests in the root.
+//! - [`http`]: `serve http`, the static file server on hyper; [`http::path`]
+//!   keeps requests in the root.
 //! - [`bench`](mod@bench): the load generator behind `sockit bench`; the
 //!   latency histogram it shares with `ping` lives in `stats`.
 //! - [`peer`]: the P2P UDP mesh behind `sockit peer`.

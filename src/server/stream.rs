@@ -29,10 +29,6 @@ const TOO_MANY: &[u8] = b"error: too many connections\n";
 /// turn the notices themselves into a resource drain.
 const MAX_REJECTIONS_IN_FLIGHT: usize = 256;
 
-/// How long a TLS connection that is done gets to exchange close_notify
-/// before it is dropped anyway.
-const CLOSE_NOTIFY_WAIT: Duration = Duration::from_secs(1);
-
 /// Numbers Unix connections (`unix-N`) across all listeners.
 static UNIX_IDS: AtomicU64 = AtomicU64::new(1);
 
@@ -100,13 +96,7 @@ async fn serve(
             _ = ctx.force_close.cancelled() => return Ok(()),
         };
     }
-    let served = service.serve_stream(&mut stream, ctx).await;
-    if stream.is_tls() {
-        // The service is done; over TLS say so (close_notify), as SPEC 3
-        // asks of a server, unless the client is gone or stuck.
-        let _ = tokio::time::timeout(CLOSE_NOTIFY_WAIT, stream.close()).await;
-    }
-    served
+    service.serve_stream(stream, ctx).await
 }
 
 /// The server side of a TLS handshake, given until `deadline`. A client

@@ -22,9 +22,14 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
+use crate::http::{Site, SiteConfig};
 use crate::net::frame::split_datagram;
 use crate::net::stream::{PeerAddr, Stream};
 use message::MessageKind;
+
+/// How long a TLS connection that is done gets to exchange close_notify
+/// before it is dropped anyway.
+const CLOSE_NOTIFY_WAIT: Duration = Duration::from_secs(1);
 
 /// Bound on one-shot exchanges (daytime, time, the too-many-connections
 /// notice) when no idle timeout is set.
@@ -51,6 +56,8 @@ pub enum ServiceKind {
     Chargen,
     /// Each message gets `pong` (`ping N` gets `pong N`).
     Ping,
+    /// HTTP/1.1 and HTTP/2: a hello page, or the files under `--root`.
+    Http,
 }
 
 /// Which kinds of socket a service can be served on.
@@ -64,7 +71,7 @@ pub struct Transports {
 
 impl ServiceKind {
     /// Every service, in the order `--help` lists them.
-    pub const ALL: [ServiceKind; 8] = [
+    pub const ALL: [ServiceKind; 9] = [
         ServiceKind::Hello,
         ServiceKind::Echo,
         ServiceKind::Timestamp,
@@ -73,6 +80,7 @@ impl ServiceKind {
         ServiceKind::Discard,
         ServiceKind::Chargen,
         ServiceKind::Ping,
+        ServiceKind::Http,
     ];
 
     /// The port the service listens on when no `-l` is given.
@@ -86,6 +94,7 @@ impl ServiceKind {
             ServiceKind::Time => 3737,
             ServiceKind::Timestamp => 21567,
             ServiceKind::Ping => 8888,
+            ServiceKind::Http => 8080,
         }
     }
 
@@ -100,6 +109,7 @@ impl ServiceKind {
             ServiceKind::Discard => "discard",
             ServiceKind::Chargen => "chargen",
             ServiceKind::Ping => "ping",
+            ServiceKind::Http => "http",
         }
     }
 
@@ -114,22 +124,26 @@ impl ServiceKind {
             ServiceKind::Discard => "RFC 863: read and drop",
             ServiceKind::Chargen => "RFC 864: rotating character lines",
             ServiceKind::Ping => "each message gets `pong` (`ping N` gets `pong N`)",
+            ServiceKind::Http => "HTTP/1.1 and HTTP/2: a hello page, or static files with --root",
         }
     }
 
     /// The sockets the service can be served on. Every classic service
-    /// answers both streams and datagrams; HTTP and chat will be
-    /// stream-only.
+    /// answers both streams and datagrams; HTTP (and chat) only streams.
     pub fn transports(self) -> Transports {
         Transports {
             stream: true,
-            datagram: true,
+            datagram: self != ServiceKind::Http,
         }
     }
 
-    /// Builds the service for a server.
-    pub fn build(self) -> Service {
+    /// Builds the service for a server; `site` is used by HTTP only.
+    ///
+    /// # Errors
+    /// A site that cannot be set up (its root is not a directory).
+    pub fn build(self, site: &SiteConfig) -> Result<Service, String> {
         let classic = match self {
+            ServiceKind::Http => return Ok(Service::Http(Arc::new(Site::new(site)?))),
             ServiceKind::Hello => Classic::Message(MessageKind::Hello),
             ServiceKind::Timestamp => Classic::Message(MessageKind::Timestamp),
             ServiceKind::Ping => Classic::Message(MessageKind::Ping),
@@ -139,7 +153,7 @@ impl ServiceKind {
             ServiceKind::Time => Classic::Time,
             ServiceKind::Chargen => Classic::Chargen,
         };
-        Service::Classic(classic)
+        Ok(Service::Classic(classic))
     }
 }
 
@@ -150,6 +164,8 @@ impl ServiceKind {
 pub enum Service {
     /// One of the small stateless services of SPEC 2.
     Classic(Classic),
+    /// The HTTP server and its site.
+    Http(Arc<Site>),
 }
 
 /// The small stateless services: each answers streams and datagrams.
@@ -231,6 +247,7 @@ impl Service {
             Service::Classic(Classic::Daytime) => ServiceKind::Daytime,
             Service::Classic(Classic::Time) => ServiceKind::Time,
             Service::Classic(Classic::Chargen) => ServiceKind::Chargen,
+            Service::Http(_) => ServiceKind::Http,
         }
     }
 
@@ -250,6 +267,7 @@ impl Service {
     pub fn alpn(&self) -> &'static [&'static [u8]] {
         match self {
             Service::Classic(_) => &[],
+            Service::Http(_) => &[b"h2", b"http/1.1"],
         }
     }
 
@@ -258,30 +276,51 @@ impl Service {
     pub fn datagram(&self) -> Option<Classic> {
         match self {
             Service::Classic(classic) => Some(*classic),
+            Service::Http(_) => None,
         }
     }
 
-    /// Serves one stream connection (TCP, Unix, or TLS on top of TCP).
+    /// Serves one stream connection (TCP, Unix, or TLS on top of TCP),
+    /// and ends it: over TLS with close_notify (SPEC 3).
     ///
     /// # Errors
     /// I/O errors on the stream; they end only this connection.
-    pub async fn serve_stream(&self, stream: &mut Stream, ctx: &ConnContext) -> io::Result<()> {
+    pub async fn serve_stream(&self, mut stream: Stream, ctx: &ConnContext) -> io::Result<()> {
         match self {
-            Service::Classic(Classic::Message(kind)) => message::serve(*kind, stream, ctx).await,
-            Service::Classic(Classic::Echo) => echo::serve(stream, ctx, true).await,
-            Service::Classic(Classic::Discard) => echo::serve(stream, ctx, false).await,
-            Service::Classic(Classic::Chargen) => chargen::serve(stream, ctx).await,
-            Service::Classic(Classic::Daytime) => {
-                daytime::serve(stream, ctx, daytime::daytime_reply).await
+            Service::Classic(classic) => {
+                let served = classic.serve_stream(&mut stream, ctx).await;
+                if stream.is_tls() {
+                    // Unless the client is gone or stuck.
+                    let _ = tokio::time::timeout(CLOSE_NOTIFY_WAIT, stream.close()).await;
+                }
+                served
             }
-            Service::Classic(Classic::Time) => {
-                daytime::serve(stream, ctx, daytime::time_reply).await
+            // hyper shuts the stream down itself when the connection ends.
+            Service::Http(site) => {
+                crate::http::conn::serve(
+                    site.clone(),
+                    stream,
+                    &ctx.stop_accepting,
+                    &ctx.force_close,
+                )
+                .await
             }
         }
     }
 }
 
 impl Classic {
+    async fn serve_stream(self, stream: &mut Stream, ctx: &ConnContext) -> io::Result<()> {
+        match self {
+            Classic::Message(kind) => message::serve(kind, stream, ctx).await,
+            Classic::Echo => echo::serve(stream, ctx, true).await,
+            Classic::Discard => echo::serve(stream, ctx, false).await,
+            Classic::Chargen => chargen::serve(stream, ctx).await,
+            Classic::Daytime => daytime::serve(stream, ctx, daytime::daytime_reply).await,
+            Classic::Time => daytime::serve(stream, ctx, daytime::time_reply).await,
+        }
+    }
+
     /// Puts the reply to one datagram in `out` (cleared first); `false`
     /// when there is no reply. Replies never exceed 512 bytes unless they
     /// echo the request: no datagram is amplified beyond that.
@@ -402,7 +441,8 @@ mod tests {
     fn reply(kind: ServiceKind, req: &[u8]) -> Option<Vec<u8>> {
         let mut out = Vec::new();
         let mut state = DatagramState::default();
-        kind.build()
+        kind.build(&SiteConfig::default())
+            .unwrap()
             .datagram()
             .unwrap()
             .reply_datagram(req, 64, &mut out, &mut state)
@@ -439,7 +479,9 @@ mod tests {
     #[test]
     fn built_services_know_their_kind() {
         for kind in ServiceKind::ALL {
-            assert_eq!(kind.build().kind(), kind);
+            let built = kind.build(&SiteConfig::default()).unwrap();
+            assert_eq!(built.kind(), kind);
+            assert_eq!(built.datagram().is_some(), kind.transports().datagram);
         }
     }
 

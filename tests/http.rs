@@ -1,0 +1,500 @@
+//! `sockit serve http` on the real binary: the hello page, static files,
+//! listings, validators, refusals and limits, over plain HTTP/1.1 on a raw
+//! TCP socket (the responses read with httparse), and HTTP/2 (h2c and
+//! over TLS with ALPN) with curl.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Proc, TempDir, run_bounded, serve};
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+/// One parsed response.
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A keep-alive HTTP/1.1 client on one connection.
+struct Client {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    fn connect(addr: &str) -> Client {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Sends `method path` with `extra` header lines, and reads the reply
+    /// (a HEAD reply or a 304 has no body, whatever Content-Length says).
+    fn request(&mut self, method: &str, path: &str, extra: &[&str]) -> Reply {
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\n");
+        for h in extra {
+            req.push_str(h);
+            req.push_str("\r\n");
+        }
+        req.push_str("\r\n");
+        self.stream.write_all(req.as_bytes()).unwrap();
+        self.read_reply(method == "HEAD")
+    }
+
+    fn read_reply(&mut self, head_only: bool) -> Reply {
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut res = httparse::Response::new(&mut headers);
+            if let httparse::Status::Complete(len) = res.parse(&self.buf).unwrap() {
+                let status = res.code.unwrap();
+                let headers: Vec<(String, String)> = res
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.name.to_owned(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
+                    .collect();
+                let body_len = if head_only || status == 304 {
+                    0
+                } else {
+                    headers
+                        .iter()
+                        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+                        .map_or(0, |(_, v)| v.parse().unwrap())
+                };
+                while self.buf.len() < len + body_len {
+                    self.fill();
+                }
+                let body = self.buf[len..len + body_len].to_vec();
+                self.buf.drain(..len + body_len);
+                return Reply {
+                    status,
+                    headers,
+                    body,
+                };
+            }
+            self.fill();
+        }
+    }
+
+    fn fill(&mut self) {
+        let mut chunk = [0u8; 64 * 1024];
+        let n = self.stream.read(&mut chunk).unwrap();
+        assert!(
+            n > 0,
+            "connection closed mid-reply after {:?}",
+            String::from_utf8_lossy(&self.buf)
+        );
+        self.buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn get(addr: &str, path: &str) -> Reply {
+    Client::connect(addr).request("GET", path, &[])
+}
+
+/// A site: a few files, a subdirectory with an index, a dotfile, a name
+/// that is markup, a large file, and symlinks inside and out.
+fn site() -> (TempDir, TempDir) {
+    let root = TempDir::new("http-root");
+    let outside = TempDir::new("http-outside");
+    std::fs::write(outside.0.join("secret.txt"), b"outside the root").unwrap();
+    std::fs::write(root.0.join("hello.txt"), b"hello file\n").unwrap();
+    std::fs::write(root.0.join("page.html"), b"<p>page</p>\n").unwrap();
+    std::fs::create_dir(root.0.join("sub")).unwrap();
+    std::fs::write(root.0.join("sub/index.html"), b"<h1>sub index</h1>\n").unwrap();
+    std::fs::create_dir(root.0.join("empty")).unwrap();
+    std::fs::write(root.0.join(".env"), b"SECRET=1\n").unwrap();
+    std::fs::write(root.0.join("<img src=x onerror=alert(1)>.txt"), b"x").unwrap();
+    let big: Vec<u8> = (0..8u32 << 20).map(|i| (i % 251) as u8).collect();
+    std::fs::write(root.0.join("big.bin"), &big).unwrap();
+    std::os::unix::fs::symlink(root.0.join("hello.txt"), root.0.join("inside-link.txt")).unwrap();
+    std::os::unix::fs::symlink(
+        outside.0.join("secret.txt"),
+        root.0.join("outside-link.txt"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&outside.0, root.0.join("outside-dir")).unwrap();
+    (root, outside)
+}
+
+fn serve_root(root: &TempDir, extra: &[&str]) -> Proc {
+    let dir = root.0.to_str().unwrap();
+    let mut args = vec!["http", "-l", "127.0.0.1:0", "--root", dir];
+    args.extend_from_slice(extra);
+    serve(&args, 1)
+}
+
+#[test]
+fn without_a_root_a_hello_page() {
+    let p = serve(&["http", "-l", "127.0.0.1:0"], 1);
+    let addr = p.host_port(0);
+    let r = get(addr, "/");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+    assert!(r.text().contains("Hello, World!"), "{}", r.text());
+    let head = Client::connect(addr).request("HEAD", "/", &[]);
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-length"), r.header("content-length"));
+    assert_eq!(get(addr, "/nothing-here").status, 404);
+}
+
+#[test]
+fn http_listens_on_streams_only() {
+    let out = run_bounded(&["serve", "http", "-l", "udp://127.0.0.1:0"], LIMIT);
+    let line = out.failure(2);
+    assert!(line.contains("http does not serve datagrams"), "{line}");
+    // Without -l: TCP 8080 only, no UDP socket (not bound here: port 8080
+    // may be taken; the config says which listeners it would open).
+    let out = run_bounded(&["serve", "echo", "--root", "/tmp"], LIMIT);
+    assert!(
+        out.failure(2).contains("for the http service"),
+        "{}",
+        out.stderr
+    );
+    let out = run_bounded(
+        &["serve", "http", "-l", ":0", "--root", "/nonexistent/site"],
+        LIMIT,
+    );
+    assert!(
+        out.failure(2).contains("/nonexistent/site"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn files_with_type_length_and_validators() {
+    let (root, _outside) = site();
+    let p = serve_root(&root, &[]);
+    let addr = p.host_port(0);
+    let r = get(addr, "/hello.txt");
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"hello file\n"[..]));
+    assert_eq!(r.header("content-type"), Some("text/plain"));
+    assert_eq!(r.header("content-length"), Some("11"));
+    let etag = r.header("etag").unwrap().to_owned();
+    assert!(
+        etag.starts_with('"') && etag.ends_with('"'),
+        "strong: {etag}"
+    );
+    let modified = r.header("last-modified").unwrap().to_owned();
+    assert_eq!(
+        get(addr, "/page.html").header("content-type"),
+        Some("text/html")
+    );
+
+    let mut c = Client::connect(addr);
+    let r = c.request("GET", "/hello.txt", &[&format!("If-None-Match: {etag}")]);
+    assert_eq!((r.status, r.body.len()), (304, 0));
+    assert_eq!(r.header("etag"), Some(etag.as_str()));
+    let r = c.request("GET", "/hello.txt", &["If-None-Match: \"other\""]);
+    assert_eq!(r.status, 200);
+    let r = c.request(
+        "GET",
+        "/hello.txt",
+        &[&format!("If-Modified-Since: {modified}")],
+    );
+    assert_eq!(r.status, 304);
+    let r = c.request(
+        "GET",
+        "/hello.txt",
+        &["If-Modified-Since: Thu, 01 Jan 1970 00:00:00 GMT"],
+    );
+    assert_eq!(r.status, 200);
+    let r = c.request("HEAD", "/hello.txt", &[]);
+    assert_eq!((r.status, r.header("content-length")), (200, Some("11")));
+
+    for method in ["POST", "PUT", "DELETE", "OPTIONS"] {
+        let r = c.request(method, "/hello.txt", &["Content-Length: 0"]);
+        assert_eq!(r.status, 405, "{method}");
+        assert_eq!(r.header("allow"), Some("GET, HEAD"));
+    }
+}
+
+#[test]
+fn a_large_file_streams_whole() {
+    let (root, _outside) = site();
+    let p = serve_root(&root, &[]);
+    let r = get(p.host_port(0), "/big.bin");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, std::fs::read(root.0.join("big.bin")).unwrap());
+}
+
+#[test]
+fn directories_index_listing_and_redirect() {
+    let (root, _outside) = site();
+    let p = serve_root(&root, &[]);
+    let addr = p.host_port(0);
+    assert_eq!(get(addr, "/sub/").text(), "<h1>sub index</h1>\n");
+    let r = get(addr, "/sub");
+    assert_eq!((r.status, r.header("location")), (301, Some("/sub/")));
+    let r = get(addr, "/sub?x=1");
+    assert_eq!(r.header("location"), Some("/sub/?x=1"));
+
+    let listing = get(addr, "/");
+    assert_eq!(listing.status, 200);
+    let html = listing.text();
+    assert!(
+        html.contains("<a href=\"./hello.txt\">hello.txt</a>"),
+        "{html}"
+    );
+    assert!(html.contains("<a href=\"./sub/\">sub/</a>"), "{html}");
+    // A file name is text, never markup (a stored XSS otherwise).
+    assert!(!html.contains("<img"), "{html}");
+    assert!(
+        html.contains("&lt;img src=x onerror=alert(1)&gt;.txt"),
+        "{html}"
+    );
+    assert!(!html.contains(".env"), "dotfiles are not listed: {html}");
+
+    let mut c = Client::connect(addr);
+    let json = c.request("GET", "/", &["Accept: application/json"]);
+    assert_eq!(json.header("content-type"), Some("application/json"));
+    let entries: serde_json::Value = serde_json::from_slice(&json.body).unwrap();
+    let names: Vec<&str> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"hello.txt") && names.contains(&"sub"),
+        "{names:?}"
+    );
+    assert!(!names.contains(&".env"), "{names:?}");
+    let empty = c.request("GET", "/empty/", &[]);
+    assert_eq!(empty.status, 200);
+}
+
+#[test]
+fn a_keep_alive_connection_serves_ten_thousand_requests() {
+    let (root, _outside) = site();
+    let p = serve_root(&root, &[]);
+    let mut c = Client::connect(p.host_port(0));
+    for i in 0..10_000 {
+        let r = c.request("GET", "/hello.txt", &[]);
+        assert_eq!(r.status, 200, "request {i}");
+    }
+}
+
+#[test]
+fn huge_heads_and_garbage_are_refused() {
+    let p = serve(&["http", "-l", "127.0.0.1:0"], 1);
+    let addr = p.host_port(0);
+    let mut c = Client::connect(addr);
+    let big = format!("X-Big: {}", "a".repeat(20 * 1024));
+    c.stream
+        .write_all(format!("GET / HTTP/1.1\r\nHost: t\r\n{big}\r\n\r\n").as_bytes())
+        .unwrap();
+    assert_eq!(c.read_reply(false).status, 431);
+
+    let mut c = Client::connect(addr);
+    c.stream.write_all(b"THIS IS NOT HTTP\r\n\r\n").unwrap();
+    assert_eq!(c.read_reply(false).status, 400);
+    // Nobody else noticed.
+    assert_eq!(get(addr, "/").status, 200);
+}
+
+#[test]
+fn a_slow_head_is_cut_off_at_the_header_timeout() {
+    let p = serve(
+        &["http", "-l", "127.0.0.1:0", "--header-timeout", "500ms"],
+        1,
+    );
+    let started = Instant::now();
+    let mut slow = TcpStream::connect(p.host_port(0)).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n").unwrap();
+    let mut rest = Vec::new();
+    let _ = slow.read_to_end(&mut rest);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(400) && waited < Duration::from_secs(5),
+        "cut after {waited:?}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&rest).contains(" 200 "),
+        "{rest:?}"
+    );
+}
+
+#[test]
+fn shutdown_ends_idle_keep_alive_connections() {
+    let mut p = serve(&["http", "-l", "127.0.0.1:0", "--grace", "10s"], 1);
+    let mut c = Client::connect(p.host_port(0));
+    assert_eq!(c.request("GET", "/", &[]).status, 200);
+    p.signal("TERM");
+    // Graceful: the idle keep-alive connection is closed at once, so the
+    // server does not wait for the grace period.
+    p.assert_exits_0(Duration::from_secs(5));
+}
+
+/// Runs curl and returns what it printed (the tests using it are
+/// `#[ignore]`d, and `.ci/run` installs it).
+fn curl_bytes(args: &[&str]) -> Vec<u8> {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "10"])
+        .args(args)
+        .output()
+        .expect("curl runs");
+    assert!(out.status.success(), "curl {args:?}: {:?}", out.status);
+    out.stdout
+}
+
+fn curl(args: &[&str]) -> String {
+    String::from_utf8_lossy(&curl_bytes(args)).into_owned()
+}
+
+#[test]
+#[ignore = "needs curl"]
+fn http2_with_prior_knowledge_and_over_tls_with_alpn() {
+    let (root, _outside) = site();
+    let dir = root.0.to_str().unwrap();
+    let p = serve(
+        &[
+            "http",
+            "-l",
+            "127.0.0.1:0",
+            "-l",
+            "tls://127.0.0.1:0",
+            "--root",
+            dir,
+        ],
+        2,
+    );
+    let plain = format!("http://{}/hello.txt", p.host_port(0));
+    let tls = format!("https://{}/hello.txt", p.host_port(1));
+    let fmt = "%{http_version} %{http_code}";
+    assert_eq!(
+        curl(&[
+            "--http2-prior-knowledge",
+            "-o",
+            "/dev/null",
+            "-w",
+            fmt,
+            &plain
+        ]),
+        "2 200"
+    );
+    assert_eq!(
+        curl(&["--http1.1", "-o", "/dev/null", "-w", fmt, &plain]),
+        "1.1 200"
+    );
+    // ALPN: h2 when offered, HTTP/1.1 otherwise.
+    assert_eq!(
+        curl(&["-k", "--http2", "-o", "/dev/null", "-w", fmt, &tls]),
+        "2 200"
+    );
+    assert_eq!(
+        curl(&["-k", "--http1.1", "-o", "/dev/null", "-w", fmt, &tls]),
+        "1.1 200"
+    );
+    assert_eq!(curl(&["-k", "--http2", &tls]), "hello file\n");
+    // A large file over HTTP/2, whole.
+    let big_url = format!("http://{}/big.bin", p.host_port(0));
+    let big = curl_bytes(&["--http2-prior-knowledge", &big_url]);
+    assert_eq!(big, std::fs::read(root.0.join("big.bin")).unwrap());
+}
+
+#[test]
+fn nothing_outside_the_root_and_no_dotfiles() {
+    let (root, _outside) = site();
+    let p = serve_root(&root, &[]);
+    let addr = p.host_port(0);
+    let long = format!("/{}", "a".repeat(5000));
+    let cases: &[(&str, u16)] = &[
+        ("/../../../../etc/passwd", 403),
+        ("/sub/../../etc/passwd", 403),
+        ("/%2e%2e/%2e%2e/etc/passwd", 403),
+        ("/.%2e/etc/passwd", 403),
+        ("/sub%2f..%2f..%2fetc%2fpasswd", 403),
+        ("/sub%5c..%5c..%5cetc%5cpasswd", 403),
+        ("/sub\\..\\hello.txt", 403),
+        ("//etc/passwd", 404),
+        ("/hello.txt%00.html", 400),
+        ("/%zz", 400),
+        (&long, 414),
+        ("/outside-link.txt", 403),
+        ("/outside-dir/secret.txt", 403),
+        ("/outside-dir/", 403),
+        ("/.env", 404),
+        ("/%2eenv", 404),
+        ("/hello.txt/", 404),
+        ("/inside-link.txt", 200),
+    ];
+    let mut c = Client::connect(addr);
+    for (path, want) in cases {
+        let r = c.request("GET", path, &[]);
+        assert_eq!(r.status, *want, "{path}: {}", r.text());
+        assert!(!r.text().contains("outside the root"), "{path} leaked");
+        assert!(!r.text().contains("SECRET"), "{path} leaked the dotfile");
+        assert!(!r.text().contains("root:"), "{path} leaked /etc/passwd");
+    }
+    assert_eq!(
+        c.request("GET", "/inside-link.txt", &[]).text(),
+        "hello file\n"
+    );
+    // The trailing-slash redirect is never an open redirect.
+    std::fs::create_dir(root.0.join("evil.example")).unwrap();
+    let r = c.request("GET", "//evil.example", &[]);
+    assert_eq!(r.status, 301);
+    let location = r.header("location").unwrap();
+    assert!(
+        location.starts_with('/') && !location.starts_with("//"),
+        "{location}"
+    );
+
+    // --hidden serves and lists dotfiles (links that leave the root stay
+    // refused).
+    let p = serve_root(&root, &["--hidden"]);
+    let mut c = Client::connect(p.host_port(0));
+    assert_eq!(c.request("GET", "/.env", &[]).text(), "SECRET=1\n");
+    assert!(c.request("GET", "/", &[]).text().contains(".env"));
+    assert_eq!(c.request("GET", "/outside-link.txt", &[]).status, 403);
+}
+
+#[test]
+fn a_thousand_connections_at_once() {
+    let (root, _outside) = site();
+    let p = serve_root(&root, &[]);
+    let addr = p.host_port(0).to_owned();
+    let mut clients: Vec<Client> = (0..1000).map(|_| Client::connect(&addr)).collect();
+    for c in &mut clients {
+        c.stream
+            .write_all(b"GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+    }
+    for c in &mut clients {
+        let r = c.read_reply(false);
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"hello file\n"[..]));
+    }
+}
