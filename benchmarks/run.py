@@ -103,6 +103,7 @@ class Server:
     prepare: object = None  # called with the port before start (config files)
     port: int = 0
     udp_port: int = 0
+    tls_port: int = 0
     proc: subprocess.Popen | None = None
     pid: int = 0
     cwd: Path | None = None
@@ -131,6 +132,8 @@ class Server:
                 port = int(line.rsplit(":", 1)[1])
                 if line.startswith("listening on udp://"):
                     self.udp_port = port
+                elif line.startswith("listening on tls://"):
+                    self.tls_port = port
                 else:
                     self.port = port
         else:

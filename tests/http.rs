@@ -498,3 +498,85 @@ fn a_thousand_connections_at_once() {
         assert_eq!((r.status, r.body.as_slice()), (200, &b"hello file\n"[..]));
     }
 }
+
+#[test]
+fn ranges_and_preconditions() {
+    let (root, _outside) = site();
+    let p = serve_root(&root, &[]);
+    let mut c = Client::connect(p.host_port(0));
+    // "hello file\n" is 11 bytes.
+    let r = c.request("GET", "/hello.txt", &["Range: bytes=0-4"]);
+    assert_eq!((r.status, r.body.as_slice()), (206, &b"hello"[..]));
+    assert_eq!(r.header("content-range"), Some("bytes 0-4/11"));
+    assert_eq!(r.header("content-length"), Some("5"));
+    let r = c.request("GET", "/hello.txt", &["Range: bytes=-5"]);
+    assert_eq!((r.status, r.body.as_slice()), (206, &b"file\n"[..]));
+    let r = c.request("GET", "/hello.txt", &["Range: bytes=6-"]);
+    assert_eq!(r.body, b"file\n");
+    // Unsatisfiable: 416 with the length.
+    let r = c.request("GET", "/hello.txt", &["Range: bytes=100-200"]);
+    assert_eq!(
+        (r.status, r.header("content-range")),
+        (416, Some("bytes */11"))
+    );
+    // Malformed: ignored, the whole file (RFC 9110).
+    for bad in ["bytes=abc", "bytes=5-1", "lines=1-2", "bytes=--5"] {
+        let r = c.request("GET", "/hello.txt", &[&format!("Range: {bad}")]);
+        assert_eq!(
+            (r.status, r.body.as_slice()),
+            (200, &b"hello file\n"[..]),
+            "{bad}"
+        );
+        assert_eq!(r.header("accept-ranges"), Some("bytes"));
+    }
+    // Several ranges: multipart/byteranges, each part with its range.
+    let r = c.request("GET", "/hello.txt", &["Range: bytes=0-1,6-7"]);
+    assert_eq!(r.status, 206);
+    let content_type = r.header("content-type").unwrap().to_owned();
+    let boundary = content_type
+        .strip_prefix("multipart/byteranges; boundary=")
+        .unwrap_or_else(|| panic!("{content_type}"));
+    let body = r.text();
+    assert_eq!(
+        body,
+        format!(
+            "--{boundary}\r\nContent-Type: text/plain\r\nContent-Range: bytes 0-1/11\r\n\r\nhe\r\n\
+             --{boundary}\r\nContent-Type: text/plain\r\nContent-Range: bytes 6-7/11\r\n\r\nfi\r\n\
+             --{boundary}--\r\n"
+        )
+    );
+    // If-Range: the range only for the current version.
+    let etag = c
+        .request("HEAD", "/hello.txt", &[])
+        .header("etag")
+        .unwrap()
+        .to_owned();
+    let r = c.request(
+        "GET",
+        "/hello.txt",
+        &["Range: bytes=0-0", &format!("If-Range: {etag}")],
+    );
+    assert_eq!((r.status, r.body.as_slice()), (206, &b"h"[..]));
+    let r = c.request(
+        "GET",
+        "/hello.txt",
+        &["Range: bytes=0-0", "If-Range: \"stale\""],
+    );
+    assert_eq!(r.status, 200);
+    // If-Match and If-Unmodified-Since: 412 when they fail.
+    let r = c.request("GET", "/hello.txt", &["If-Match: \"stale\""]);
+    assert_eq!(r.status, 412);
+    let r = c.request("GET", "/hello.txt", &[&format!("If-Match: {etag}")]);
+    assert_eq!(r.status, 200);
+    let r = c.request(
+        "GET",
+        "/hello.txt",
+        &["If-Unmodified-Since: Thu, 01 Jan 1970 00:00:00 GMT"],
+    );
+    assert_eq!(r.status, 412);
+    // A range in the middle of a large (streamed) file.
+    let big = std::fs::read(root.0.join("big.bin")).unwrap();
+    let r = c.request("GET", "/big.bin", &["Range: bytes=1000000-2999999"]);
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body, &big[1_000_000..3_000_000]);
+}

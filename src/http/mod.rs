@@ -6,6 +6,7 @@
 
 pub mod conn;
 pub mod path;
+pub mod range;
 pub mod site;
 
 pub use site::{Site, SiteConfig};

@@ -15,7 +15,8 @@ use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use headers::{
-    ContentLength, ContentType, ETag, HeaderMapExt, IfModifiedSince, IfNoneMatch, LastModified,
+    ContentLength, ContentType, ETag, HeaderMapExt, IfMatch, IfModifiedSince, IfNoneMatch,
+    IfUnmodifiedSince, LastModified,
 };
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full};
@@ -24,6 +25,8 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::path::{self, PathPolicy, Refusal, Target};
+use super::range::{self, Selection};
+use std::ops::RangeInclusive;
 
 /// The body of every response: a small buffer, or a file streamed in
 /// large reads.
@@ -36,6 +39,18 @@ pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// cost of a big download low (the thread-pool hop of `tokio::fs` is paid
 /// per read).
 const FILE_CHUNK: usize = 256 * 1024;
+
+/// Files up to this size are read whole, on the connection's own thread,
+/// instead of streamed through tokio's blocking pool. For files in the
+/// page cache (the common case of a busy small site) the read takes a few
+/// microseconds, where each hop to the pool and back costs more than
+/// that: with every open and read on the pool, 1 KiB requests ran at a
+/// quarter of nginx's rate. nginx, too, reads files in its event loop.
+const SMALL_FILE: u64 = 128 * 1024;
+
+/// The most a `multipart/byteranges` reply holds (it is built in memory);
+/// asked for more, the whole file is sent instead.
+const MAX_MULTIPART: u64 = 8 << 20;
 
 /// A listing stops after this many entries, so a directory of millions
 /// cannot turn one request into unbounded memory.
@@ -137,7 +152,7 @@ impl Site {
             }
             Ok(Target::Dir { path, .. }) => {
                 let index = path.join("index.html");
-                match tokio::fs::metadata(&index).await {
+                match std::fs::metadata(&index) {
                     Ok(meta) if meta.is_file() => serve_file(&index, &meta, req).await,
                     _ => self.listing(&path, raw, req).await,
                 }
@@ -246,32 +261,27 @@ async fn serve_file(
     let modified = meta.modified().ok();
     let etag = strong_etag(meta);
     let headers = req.headers();
-    // RFC 9110 13.2.2: If-None-Match wins over If-Modified-Since.
-    let not_modified = match (headers.typed_get::<IfNoneMatch>(), &etag) {
-        (Some(inm), Some(etag)) => !inm.precondition_passes(etag),
-        (Some(_), None) => false,
-        (None, _) => match (headers.typed_get::<IfModifiedSince>(), modified) {
-            (Some(ims), Some(m)) => !ims.is_modified(m),
-            _ => false,
-        },
-    };
-    let mut res = if not_modified {
-        let mut res = Response::new(empty());
-        *res.status_mut() = StatusCode::NOT_MODIFIED;
-        res
-    } else {
-        let file = match tokio::fs::File::open(path).await {
-            Ok(file) => file,
-            Err(e) => {
-                tracing::debug!(path = %path.display(), error = %e, "cannot open");
-                return page(StatusCode::FORBIDDEN, "This file cannot be read.");
+    let mut res = match preconditions(headers, etag.as_ref(), modified) {
+        Some(status) => {
+            let mut res = Response::new(empty());
+            *res.status_mut() = status;
+            res
+        }
+        None => {
+            let selection = if req.method() == Method::GET {
+                range::select(headers, meta.len(), etag.as_ref(), modified)
+            } else {
+                Selection::Whole
+            };
+            let mime = mime_guess::from_path(path).first_or_octet_stream();
+            match file_response(path, meta.len(), selection, &mime).await {
+                Ok(res) => res,
+                Err(e) => {
+                    tracing::debug!(path = %path.display(), error = %e, "cannot read");
+                    return page(StatusCode::FORBIDDEN, "This file cannot be read.");
+                }
             }
-        };
-        let mut res = Response::new(FileBody::new(file, meta.len()).boxed_unsync());
-        res.headers_mut().typed_insert(ContentLength(meta.len()));
-        let mime = mime_guess::from_path(path).first_or_octet_stream();
-        res.headers_mut().typed_insert(ContentType::from(mime));
-        res
+        }
     };
     if let Some(etag) = etag {
         res.headers_mut().typed_insert(etag);
@@ -280,6 +290,170 @@ async fn serve_file(
         res.headers_mut().typed_insert(LastModified::from(m));
     }
     res
+}
+
+/// The conditional headers in RFC 9110 13.2.2's order: a failed
+/// If-Match (or, without it, If-Unmodified-Since) is 412; a matching
+/// If-None-Match (or, without it, an If-Modified-Since the file is not
+/// newer than) is 304. `None`: go on and send the file.
+fn preconditions(
+    headers: &hyper::HeaderMap,
+    etag: Option<&ETag>,
+    modified: Option<SystemTime>,
+) -> Option<StatusCode> {
+    if let Some(if_match) = headers.typed_get::<IfMatch>() {
+        if !etag.is_some_and(|etag| if_match.precondition_passes(etag)) {
+            return Some(StatusCode::PRECONDITION_FAILED);
+        }
+    } else if let (Some(since), Some(m)) = (headers.typed_get::<IfUnmodifiedSince>(), modified)
+        && !since.precondition_passes(m)
+    {
+        return Some(StatusCode::PRECONDITION_FAILED);
+    }
+    let not_modified = match (headers.typed_get::<IfNoneMatch>(), etag) {
+        (Some(inm), Some(etag)) => !inm.precondition_passes(etag),
+        (Some(_), None) => false,
+        (None, _) => match (headers.typed_get::<IfModifiedSince>(), modified) {
+            (Some(ims), Some(m)) => !ims.is_modified(m),
+            _ => false,
+        },
+    };
+    not_modified.then_some(StatusCode::NOT_MODIFIED)
+}
+
+/// The 200, 206 or 416 for a file of `len` bytes.
+async fn file_response(
+    path: &Path,
+    len: u64,
+    selection: Selection,
+    mime: &mime_guess::Mime,
+) -> io::Result<Response<Body>> {
+    let (status, body, content_type) = match selection {
+        Selection::Whole => (
+            StatusCode::OK,
+            file_body(path, 0, len).await?,
+            mime.to_string(),
+        ),
+        Selection::One(range) => {
+            let (start, end) = (*range.start(), *range.end());
+            let body = file_body(path, start, end - start + 1).await?;
+            let mut res = Response::new(body);
+            *res.status_mut() = StatusCode::PARTIAL_CONTENT;
+            if let Ok(cr) = headers::ContentRange::bytes(start..=end, len) {
+                res.headers_mut().typed_insert(cr);
+            }
+            return Ok(finish(res, mime.as_ref()));
+        }
+        Selection::Many(ranges) => {
+            let total: u64 = ranges.iter().map(|r| r.end() - r.start() + 1).sum();
+            if total > MAX_MULTIPART {
+                // More than a multipart reply should hold in memory: the
+                // whole file instead, which RFC 9110 allows.
+                (
+                    StatusCode::OK,
+                    file_body(path, 0, len).await?,
+                    mime.to_string(),
+                )
+            } else {
+                let (body, boundary) = multipart(path, len, &ranges, mime)?;
+                let content_type = format!("multipart/byteranges; boundary={boundary}");
+                (StatusCode::PARTIAL_CONTENT, full(body), content_type)
+            }
+        }
+        Selection::Unsatisfiable => {
+            let mut res = page(StatusCode::RANGE_NOT_SATISFIABLE, "No such byte range.");
+            res.headers_mut()
+                .typed_insert(headers::ContentRange::unsatisfied_bytes(len));
+            return Ok(res);
+        }
+    };
+    let mut res = Response::new(body);
+    *res.status_mut() = status;
+    Ok(finish(res, &content_type))
+}
+
+/// Adds what every file response has: its length, its type, and that
+/// ranges are welcome.
+fn finish(mut res: Response<Body>, content_type: &str) -> Response<Body> {
+    let len = res.body().size_hint().exact().unwrap_or(0);
+    res.headers_mut().typed_insert(ContentLength(len));
+    if let Ok(value) = HeaderValue::from_str(content_type) {
+        res.headers_mut().insert(header::CONTENT_TYPE, value);
+    }
+    res.headers_mut()
+        .insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    res
+}
+
+/// `len` bytes of the file from `start`: read at once when small,
+/// streamed otherwise.
+async fn file_body(path: &Path, start: u64, len: u64) -> io::Result<Body> {
+    if len <= SMALL_FILE {
+        return read_small(path, start, len).map(full);
+    }
+    use tokio::io::AsyncSeekExt as _;
+    let mut file = tokio::fs::File::open(path).await?;
+    if start > 0 {
+        file.seek(io::SeekFrom::Start(start)).await?;
+    }
+    Ok(FileBody::new(file, len).boxed_unsync())
+}
+
+/// A `multipart/byteranges` body (RFC 9110 14.6) and its boundary.
+fn multipart(
+    path: &Path,
+    len: u64,
+    ranges: &[RangeInclusive<u64>],
+    mime: &mime_guess::Mime,
+) -> io::Result<(Vec<u8>, String)> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PARTS: AtomicU64 = AtomicU64::new(0);
+    // Unique enough never to occur in a body by chance; not a secret.
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let boundary = format!(
+        "sockit-{:08x}{:016x}",
+        nanos,
+        PARTS.fetch_add(1, Ordering::Relaxed)
+    );
+    let mut body = Vec::new();
+    for range in ranges {
+        let (start, end) = (*range.start(), *range.end());
+        let _ = write!(
+            Writer(&mut body),
+            "--{boundary}\r\nContent-Type: {mime}\r\nContent-Range: bytes {start}-{end}/{len}\r\n\r\n"
+        );
+        body.extend_from_slice(&read_small(path, start, end - start + 1)?);
+        body.extend_from_slice(b"\r\n");
+    }
+    let _ = write!(Writer(&mut body), "--{boundary}--\r\n");
+    Ok((body, boundary))
+}
+
+/// `fmt::Write` into a byte buffer.
+struct Writer<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for Writer<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// Reads at most `len` bytes of a file from `start`: open, one read,
+/// close (no `stat` and no read to find the end, which `std::fs::read`
+/// would add). What was read is what is sent, should the file have
+/// changed since its metadata was taken.
+fn read_small(path: &Path, start: u64, len: u64) -> io::Result<Vec<u8>> {
+    use std::io::{Read as _, Seek as _};
+    let mut file = std::fs::File::open(path)?;
+    if start > 0 {
+        file.seek(io::SeekFrom::Start(start))?;
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    file.take(len).read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// A strong validator from the file's size and modification time (as
