@@ -48,13 +48,14 @@ def servers(tmp: Path, www: Path, cert: Path, key: Path) -> dict[str, Server]:
         conf = tmp / "nginx-http.conf"
 
         def write_conf(port: int) -> None:
+            tls = out["nginx"].tls_port = run.free_port()
             conf.write_text(
                 f"worker_processes 1; daemon off; pid {tmp}/nginx.pid; error_log {tmp}/nginx.err;\n"
                 "events { worker_connections 20000; }\n"
                 "http { access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000000;\n"
                 "  types { text/plain txt; application/octet-stream bin; }\n"
                 f"  server {{ listen 127.0.0.1:{port}; root {www}; }}\n"
-                f"  server {{ listen 127.0.0.1:{port + 1} ssl http2; root {www};\n"
+                f"  server {{ listen 127.0.0.1:{tls} ssl http2; root {www};\n"
                 f"    ssl_certificate {cert}; ssl_certificate_key {key}; }} }}\n"
             )
 
@@ -63,8 +64,9 @@ def servers(tmp: Path, www: Path, cert: Path, key: Path) -> dict[str, Server]:
 
 
 def tls_port(server: Server) -> int:
-    # sockit says which in its listening lines; nginx's TLS port is the next.
-    return server.tls_port or server.port + 1
+    # sockit says which in its listening lines; nginx's is set with its
+    # config.
+    return server.tls_port
 
 
 def wrk(url: str, conns: int, duration: str) -> dict:
