@@ -153,14 +153,18 @@ impl Acceptor {
         handler: Handler,
     ) -> std::io::Result<(Self, impl Future<Output = ()>)> {
         let (lot, poll) = ParkingLot::new()?;
-        // A TLS client that has not even sent its ClientHello by the
-        // handshake deadline is closed while still parked.
-        let lot_timeout = match &handler.tls {
-            Some(tls) => Some(limits.idle_timeout.map_or(tls.handshake_timeout, |idle| {
-                idle.min(tls.handshake_timeout)
-            })),
-            None => limits.idle_timeout,
-        };
+        // A connection still silent when its first words are due is
+        // closed while parked: a TLS client without its ClientHello by
+        // the handshake deadline, an HTTP client without a request head
+        // by the header timeout.
+        let lot_timeout = [
+            limits.idle_timeout,
+            handler.tls.as_ref().map(|tls| tls.handshake_timeout),
+            handler.service.first_words_due(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let lot_task = {
             let handler = handler.clone();
             lot.clone().run(

@@ -262,6 +262,15 @@ impl Service {
         )
     }
 
+    /// How long a new connection may stay silent before the service gives
+    /// up on it (HTTP: the header timeout); `None`: only the idle timeout.
+    pub fn first_words_due(&self) -> Option<Duration> {
+        match self {
+            Service::Classic(_) => None,
+            Service::Http(site) => Some(site.header_timeout),
+        }
+    }
+
     /// The ALPN protocols a TLS listener of this service offers, most
     /// preferred first (none for the line services).
     pub fn alpn(&self) -> &'static [&'static [u8]] {
