@@ -580,3 +580,38 @@ fn ranges_and_preconditions() {
     assert_eq!(r.status, 206);
     assert_eq!(r.body, &big[1_000_000..3_000_000]);
 }
+
+#[test]
+fn every_request_gets_a_combined_access_log_line() {
+    let dir = TempDir::new("http-log");
+    let log = dir.0.join("stderr");
+    let mut cmd = Command::new(common::bin());
+    cmd.args(["serve", "http", "-l", "127.0.0.1:0"]);
+    let p = Proc::start_logged(&mut cmd, 1, &log);
+    let mut c = Client::connect(p.host_port(0));
+    c.request(
+        "GET",
+        "/?q=1",
+        &["User-Agent: tester \"quoted\"", "Referer: http://r/"],
+    );
+    c.request("GET", "/missing", &[]);
+    drop(p);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("\" 200 ") || l.contains("\" 404 "))
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].contains("127.0.0.1 - - [")
+            && lines[0].contains("] \"GET /?q=1 HTTP/1.1\" 200 ")
+            && lines[0].ends_with(" \"http://r/\" \"tester \\x22quoted\\x22\""),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("\"GET /missing HTTP/1.1\" 404 "),
+        "{}",
+        lines[1]
+    );
+}

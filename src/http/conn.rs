@@ -19,8 +19,11 @@ use hyper_util::server::conn::auto;
 
 use tokio_util::sync::CancellationToken;
 
+use hyper::body::Body as _;
+
+use super::access::AccessRecord;
 use super::site::Site;
-use crate::net::stream::Stream;
+use crate::net::stream::{PeerAddr, Stream};
 
 /// The largest request head (request line and headers) accepted, in
 /// bytes (SPEC 4: 16 KiB, then 431).
@@ -36,6 +39,7 @@ pub const MAX_HEAD: usize = 16 * 1024;
 pub async fn serve(
     site: Arc<Site>,
     stream: Stream,
+    peer: PeerAddr,
     stop_accepting: &CancellationToken,
     force_close: &CancellationToken,
 ) -> io::Result<()> {
@@ -49,7 +53,13 @@ pub async fn serve(
     builder.http2().timer(TokioTimer::new());
     let service = service_fn(move |req| {
         let site = site.clone();
-        async move { Ok::<_, Infallible>(site.respond(req).await) }
+        let record = AccessRecord::new(&req, &peer);
+        async move {
+            let res = site.respond(req).await;
+            let bytes = res.body().size_hint().exact().unwrap_or(0);
+            record.log(res.status().as_u16(), bytes);
+            Ok::<_, Infallible>(res)
+        }
     });
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);

@@ -4,6 +4,7 @@
 //! maps a request's URL path to a file or directory under the root, or
 //! refuses it: it is the one place that decides what may leave the root.
 
+pub mod access;
 pub mod conn;
 pub mod path;
 pub mod range;

@@ -306,13 +306,8 @@ impl Service {
             }
             // hyper shuts the stream down itself when the connection ends.
             Service::Http(site) => {
-                crate::http::conn::serve(
-                    site.clone(),
-                    stream,
-                    &ctx.stop_accepting,
-                    &ctx.force_close,
-                )
-                .await
+                let (stop, force) = (&ctx.stop_accepting, &ctx.force_close);
+                crate::http::conn::serve(site.clone(), stream, ctx.peer, stop, force).await
             }
         }
     }
