@@ -112,6 +112,17 @@ pub struct HttpArgs {
     /// http: how long a client may take to send a request head (default 10s).
     #[arg(long, value_name = "DUR", value_parser = parse_nonzero_duration)]
     pub header_timeout: Option<Duration>,
+    /// http: the Cache-Control header of every file response
+    /// (e.g. 'max-age=3600').
+    #[arg(long, value_name = "VALUE")]
+    pub cache_control: Option<String>,
+    /// http: allow cross-origin requests from anywhere
+    /// (Access-Control-Allow-Origin: *, and OPTIONS preflights).
+    #[arg(long)]
+    pub cors: bool,
+    /// http: add this header to every response (repeatable).
+    #[arg(long = "header", value_name = "'NAME: VALUE'")]
+    pub headers: Vec<String>,
 }
 
 /// The certificate and handshake limit of `tls://` listeners, shared by

@@ -390,6 +390,10 @@ struct HttpEntry {
     root: Option<std::path::PathBuf>,
     hidden: Option<bool>,
     header_timeout: Option<String>,
+    cache_control: Option<String>,
+    cors: Option<bool>,
+    #[serde(default)]
+    header: Vec<String>,
 }
 
 impl HttpEntry {
@@ -401,6 +405,16 @@ impl HttpEntry {
                 Some(text) => Some(crate::units::parse_nonzero_duration(text)?),
                 None => cli.header_timeout,
             },
+            cache_control: self
+                .cache_control
+                .clone()
+                .or_else(|| cli.cache_control.clone()),
+            cors: self.cors.unwrap_or(cli.cors),
+            headers: if self.header.is_empty() {
+                cli.headers.clone()
+            } else {
+                self.header.clone()
+            },
         })
     }
 }
@@ -409,11 +423,17 @@ impl HttpEntry {
 /// before anything binds); HTTP options on other services are refused,
 /// so a typo'd service name is not silently a hello server.
 fn site_config(service: ServiceKind, http: &HttpArgs) -> Result<SiteConfig, String> {
-    let given = http.root.is_some() || http.hidden || http.header_timeout.is_some();
+    let given = http.root.is_some()
+        || http.hidden
+        || http.header_timeout.is_some()
+        || http.cache_control.is_some()
+        || http.cors
+        || !http.headers.is_empty();
     if service != ServiceKind::Http {
         if given {
             return Err(format!(
-                "--root, --hidden and --header-timeout are for the http service, not {}",
+                "--root, --hidden, --header-timeout, --cache-control, --cors and --header \
+                 are for the http service, not {}",
                 service.name()
             ));
         }
@@ -426,11 +446,16 @@ fn site_config(service: ServiceKind, http: &HttpArgs) -> Result<SiteConfig, Stri
             Err(e) => return Err(format!("--root {}: {e}", root.display())),
         }
     }
-    Ok(SiteConfig {
+    let site = SiteConfig {
         root: http.root.clone(),
         hidden: http.hidden,
         header_timeout: http.header_timeout,
-    })
+        cache_control: http.cache_control.clone(),
+        cors: http.cors,
+        headers: http.headers.clone(),
+    };
+    site.check()?;
+    Ok(site)
 }
 
 /// The TLS keys of a `[[service]]` entry; the command line's are the

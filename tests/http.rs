@@ -615,3 +615,61 @@ fn every_request_gets_a_combined_access_log_line() {
         lines[1]
     );
 }
+
+#[test]
+fn cache_control_cors_and_extra_headers() {
+    let (root, _outside) = site();
+    let p = serve_root(
+        &root,
+        &[
+            "--cache-control",
+            "max-age=60",
+            "--cors",
+            "--header",
+            "X-Served-By: sockit",
+            "--header",
+            "X-Frame-Options: DENY",
+        ],
+    );
+    let mut c = Client::connect(p.host_port(0));
+    let r = c.request("GET", "/hello.txt", &[]);
+    assert_eq!(r.header("cache-control"), Some("max-age=60"));
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(r.header("x-served-by"), Some("sockit"));
+    assert_eq!(r.header("x-frame-options"), Some("DENY"));
+    // Every response gets the extra headers, even a 404.
+    let r = c.request("GET", "/missing", &[]);
+    assert_eq!((r.status, r.header("x-served-by")), (404, Some("sockit")));
+    // A CORS preflight.
+    let r = c.request(
+        "OPTIONS",
+        "/hello.txt",
+        &[
+            "Origin: http://a.example",
+            "Access-Control-Request-Method: GET",
+        ],
+    );
+    assert_eq!(r.status, 204);
+    assert!(
+        r.header("access-control-allow-methods")
+            .unwrap()
+            .contains("GET")
+    );
+
+    for (args, want) in [
+        (vec!["--header", "no colon here"], "no colon"),
+        (vec!["--header", "Bad Name: x"], "not a valid header name"),
+        (vec!["--cache-control", "a\u{1}b"], "--cache-control"),
+    ] {
+        let mut full = vec!["serve", "http", "-l", "127.0.0.1:0"];
+        full.extend(args);
+        let out = run_bounded(&full, LIMIT);
+        assert!(out.failure(2).contains(want), "{}", out.stderr);
+    }
+    let out = run_bounded(&["serve", "echo", "-l", ":0", "--cors"], LIMIT);
+    assert!(
+        out.failure(2).contains("for the http service"),
+        "{}",
+        out.stderr
+    );
+}

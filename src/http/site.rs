@@ -69,6 +69,41 @@ pub struct SiteConfig {
     /// How long a client may take to send a request head
     /// (`--header-timeout`); `None`: [`DEFAULT_HEADER_TIMEOUT`].
     pub header_timeout: Option<Duration>,
+    /// The `Cache-Control` of file responses (`--cache-control`).
+    pub cache_control: Option<String>,
+    /// Cross-origin requests allowed from anywhere (`--cors`).
+    pub cors: bool,
+    /// Headers added to every response (`--header 'Name: value'`).
+    pub headers: Vec<String>,
+}
+
+impl SiteConfig {
+    /// Checks the header options, so a bad one is a usage error before
+    /// anything binds.
+    ///
+    /// # Errors
+    /// A `--header` that is not `Name: value`, or a name or value HTTP
+    /// does not allow.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(value) = &self.cache_control {
+            HeaderValue::from_str(value)
+                .map_err(|_| format!("--cache-control {value:?}: not a valid header value"))?;
+        }
+        for header in &self.headers {
+            parse_header(header)?;
+        }
+        Ok(())
+    }
+}
+
+/// `Name: value`, as `--header` takes it.
+fn parse_header(text: &str) -> Result<(header::HeaderName, HeaderValue), String> {
+    let bad = |why: &str| format!("--header {text:?}: {why} (expected 'Name: value')");
+    let (name, value) = text.split_once(':').ok_or_else(|| bad("no colon"))?;
+    let name = header::HeaderName::from_bytes(name.trim().as_bytes())
+        .map_err(|_| bad("not a valid header name"))?;
+    let value = HeaderValue::from_str(value.trim()).map_err(|_| bad("not a valid header value"))?;
+    Ok((name, value))
 }
 
 /// A site built for a server: shared by every connection of every
@@ -80,6 +115,10 @@ pub struct Site {
     policy: PathPolicy,
     /// How long a request head may take to arrive.
     pub header_timeout: Duration,
+    cache_control: Option<HeaderValue>,
+    cors: bool,
+    /// `--header`s, checked.
+    extra_headers: Vec<(header::HeaderName, HeaderValue)>,
 }
 
 impl Site {
@@ -106,12 +145,59 @@ impl Site {
                 ..PathPolicy::default()
             },
             header_timeout: config.header_timeout.unwrap_or(DEFAULT_HEADER_TIMEOUT),
+            cache_control: match &config.cache_control {
+                Some(v) => {
+                    Some(HeaderValue::from_str(v).map_err(|_| format!("--cache-control {v:?}"))?)
+                }
+                None => None,
+            },
+            cors: config.cors,
+            extra_headers: config
+                .headers
+                .iter()
+                .map(|h| parse_header(h))
+                .collect::<Result<_, _>>()?,
         })
     }
 
     /// Answers one request. Never fails: every problem is a status.
     pub async fn respond(&self, req: Request<Incoming>) -> Response<Body> {
+        let mut res = self.answer(req).await;
+        let headers = res.headers_mut();
+        if self.cors {
+            headers.insert(
+                header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                HeaderValue::from_static("*"),
+            );
+        }
+        for (name, value) in &self.extra_headers {
+            headers.append(name.clone(), value.clone());
+        }
+        res
+    }
+
+    async fn answer(&self, req: Request<Incoming>) -> Response<Body> {
         let head = req.method() == Method::HEAD;
+        if self.cors && req.method() == Method::OPTIONS {
+            // A CORS preflight: what may be asked, and for how long the
+            // browser may remember it.
+            let mut res = Response::new(empty());
+            *res.status_mut() = StatusCode::NO_CONTENT;
+            let h = res.headers_mut();
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static("GET, HEAD, OPTIONS"),
+            );
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                HeaderValue::from_static("Range, If-None-Match, If-Modified-Since, If-Range"),
+            );
+            h.insert(
+                header::ACCESS_CONTROL_MAX_AGE,
+                HeaderValue::from_static("86400"),
+            );
+            return res;
+        }
         if req.method() != Method::GET && !head {
             let mut res = page(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -153,12 +239,27 @@ impl Site {
             Ok(Target::Dir { path, .. }) => {
                 let index = path.join("index.html");
                 match std::fs::metadata(&index) {
-                    Ok(meta) if meta.is_file() => serve_file(&index, &meta, req).await,
+                    Ok(meta) if meta.is_file() => self.file(&index, &meta, req).await,
                     _ => self.listing(&path, raw, req).await,
                 }
             }
-            Ok(Target::File { path, meta }) => serve_file(&path, &meta, req).await,
+            Ok(Target::File { path, meta }) => self.file(&path, &meta, req).await,
         }
+    }
+
+    /// A file's answer, with `--cache-control` on it.
+    async fn file(
+        &self,
+        path: &Path,
+        meta: &std::fs::Metadata,
+        req: &Request<Incoming>,
+    ) -> Response<Body> {
+        let mut res = serve_file(path, meta, req).await;
+        if let Some(value) = &self.cache_control {
+            res.headers_mut()
+                .insert(header::CACHE_CONTROL, value.clone());
+        }
+        res
     }
 
     /// A directory listing: HTML, or JSON for `Accept: application/json`.
