@@ -70,7 +70,17 @@ pub enum Command {
     /// Print sockit's man page (roff).
     #[command(after_long_help = MAN_EXAMPLES)]
     Man,
+    /// Read a password on stdin and print its Argon2 hash, for
+    /// `serve http --basic-auth USER:HASH`.
+    #[command(after_long_help = HASH_PASSWORD_EXAMPLES)]
+    HashPassword,
 }
+
+const HASH_PASSWORD_EXAMPLES: &str = "\
+Examples:
+  sockit hash-password                     # type the password, then Enter
+  printf '%s' \"$PASSWORD\" | sockit hash-password
+  sockit serve http --root . --basic-auth \"alice:$(sockit hash-password < pw.txt)\"";
 
 /// `sockit serve`.
 #[derive(Debug, Args)]
@@ -123,6 +133,9 @@ pub struct HttpArgs {
     /// http: add this header to every response (repeatable).
     #[arg(long = "header", value_name = "'NAME: VALUE'")]
     pub headers: Vec<String>,
+    /// http: require this user and password (HASH from `sockit hash-password`).
+    #[arg(long, value_name = "USER:HASH")]
+    pub basic_auth: Option<String>,
 }
 
 /// The certificate and handshake limit of `tls://` listeners, shared by

@@ -394,6 +394,7 @@ struct HttpEntry {
     cors: Option<bool>,
     #[serde(default)]
     header: Vec<String>,
+    basic_auth: Option<String>,
 }
 
 impl HttpEntry {
@@ -415,6 +416,7 @@ impl HttpEntry {
             } else {
                 self.header.clone()
             },
+            basic_auth: self.basic_auth.clone().or_else(|| cli.basic_auth.clone()),
         })
     }
 }
@@ -428,12 +430,13 @@ fn site_config(service: ServiceKind, http: &HttpArgs) -> Result<SiteConfig, Stri
         || http.header_timeout.is_some()
         || http.cache_control.is_some()
         || http.cors
-        || !http.headers.is_empty();
+        || !http.headers.is_empty()
+        || http.basic_auth.is_some();
     if service != ServiceKind::Http {
         if given {
             return Err(format!(
-                "--root, --hidden, --header-timeout, --cache-control, --cors and --header \
-                 are for the http service, not {}",
+                "--root, --hidden, --header-timeout, --cache-control, --cors, --header and \
+                 --basic-auth are for the http service, not {}",
                 service.name()
             ));
         }
@@ -453,6 +456,7 @@ fn site_config(service: ServiceKind, http: &HttpArgs) -> Result<SiteConfig, Stri
         cache_control: http.cache_control.clone(),
         cors: http.cors,
         headers: http.headers.clone(),
+        basic_auth: http.basic_auth.clone(),
     };
     site.check()?;
     Ok(site)

@@ -37,6 +37,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Peer(args) => sockit::peer::run(&args),
         Command::Completions(args) => sockit::completions::print_completions(args.shell),
         Command::Man => sockit::completions::print_man(),
+        Command::HashPassword => sockit::http::auth::print_hash_of_stdin(),
     }
 }
 

@@ -673,3 +673,38 @@ fn cache_control_cors_and_extra_headers() {
         out.stderr
     );
 }
+
+#[test]
+fn basic_auth_with_a_hash_from_hash_password() {
+    let out = common::run_with_stdin(&["hash-password"], "open sesame\n", LIMIT);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let hash = out.stdout.trim().to_owned();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    let spec = format!("alice:{hash}");
+    let p = serve(&["http", "-l", "127.0.0.1:0", "--basic-auth", &spec], 1);
+    let mut c = Client::connect(p.host_port(0));
+    let r = c.request("GET", "/", &[]);
+    assert_eq!(r.status, 401);
+    assert!(
+        r.header("www-authenticate")
+            .unwrap()
+            .starts_with("Basic realm=")
+    );
+    // base64("alice:open sesame") and base64("alice:wrong").
+    let good = "Authorization: Basic YWxpY2U6b3BlbiBzZXNhbWU=";
+    let bad = "Authorization: Basic YWxpY2U6d3Jvbmc=";
+    assert_eq!(c.request("GET", "/", &[bad]).status, 401);
+    assert_eq!(c.request("GET", "/", &[good]).status, 200);
+    assert_eq!(c.request("GET", "/", &[good]).status, 200);
+
+    for spec in [
+        "alice",
+        "alice:plaintext",
+        "alice:$2b$12$abcdefghijklmnopqrstuu5w2TwfrOL7Cz8YQJ3M8jIe5Gz7cRBXy",
+    ] {
+        let out = run_bounded(&["serve", "http", "-l", ":0", "--basic-auth", spec], LIMIT);
+        assert!(out.failure(2).contains("--basic-auth"), "{}", out.stderr);
+    }
+    let out = common::run_with_stdin(&["hash-password"], "\n", LIMIT);
+    assert!(out.failure(2).contains("empty"), "{}", out.stderr);
+}

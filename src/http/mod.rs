@@ -5,6 +5,7 @@
 //! refuses it: it is the one place that decides what may leave the root.
 
 pub mod access;
+pub mod auth;
 pub mod conn;
 pub mod path;
 pub mod range;

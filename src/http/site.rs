@@ -24,9 +24,11 @@ use hyper::body::{Body as HttpBody, Frame, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
+use super::auth::BasicAuth;
 use super::path::{self, PathPolicy, Refusal, Target};
 use super::range::{self, Selection};
 use std::ops::RangeInclusive;
+use std::sync::Arc;
 
 /// The body of every response: a small buffer, or a file streamed in
 /// large reads.
@@ -75,6 +77,8 @@ pub struct SiteConfig {
     pub cors: bool,
     /// Headers added to every response (`--header 'Name: value'`).
     pub headers: Vec<String>,
+    /// `USER:HASH` every request must authenticate as (`--basic-auth`).
+    pub basic_auth: Option<String>,
 }
 
 impl SiteConfig {
@@ -91,6 +95,9 @@ impl SiteConfig {
         }
         for header in &self.headers {
             parse_header(header)?;
+        }
+        if let Some(spec) = &self.basic_auth {
+            BasicAuth::parse(spec)?;
         }
         Ok(())
     }
@@ -119,6 +126,7 @@ pub struct Site {
     cors: bool,
     /// `--header`s, checked.
     extra_headers: Vec<(header::HeaderName, HeaderValue)>,
+    auth: Option<Arc<BasicAuth>>,
 }
 
 impl Site {
@@ -157,6 +165,10 @@ impl Site {
                 .iter()
                 .map(|h| parse_header(h))
                 .collect::<Result<_, _>>()?,
+            auth: match &config.basic_auth {
+                Some(spec) => Some(Arc::new(BasicAuth::parse(spec)?)),
+                None => None,
+            },
         })
     }
 
@@ -195,6 +207,16 @@ impl Site {
             h.insert(
                 header::ACCESS_CONTROL_MAX_AGE,
                 HeaderValue::from_static("86400"),
+            );
+            return res;
+        }
+        if let Some(auth) = &self.auth
+            && !auth.permits(req.headers().get(header::AUTHORIZATION)).await
+        {
+            let mut res = page(StatusCode::UNAUTHORIZED, "Sign in to see this site.");
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"sockit\", charset=\"UTF-8\""),
             );
             return res;
         }
