@@ -4,7 +4,7 @@
 //! Passwords are never stored or given in plain text: the hash is a PHC
 //! string (`$argon2id$v=19$...`) from the RustCrypto `argon2` crate.
 //! Verifying one is deliberately slow (tens of milliseconds), so it runs
-//! on the blocking pool, at most [`MAX_VERIFYING`] at once, and a
+//! on the blocking pool, at most two at once, and a
 //! credential once verified is remembered (by its SHA-256) so that the
 //! requests after it on a keep-alive connection cost nothing.
 
