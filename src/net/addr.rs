@@ -174,6 +174,16 @@ impl HostPort {
     /// is exposed beyond this machine unless asked.
     pub const DEFAULT_HOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
+    /// The host as a certificate names it: the name, the IP address, or
+    /// [`DEFAULT_HOST`](Self::DEFAULT_HOST) when none was given.
+    pub fn host_text(&self) -> String {
+        match &self.host {
+            Some(Host::Name(name)) => name.clone(),
+            Some(Host::Ip(ip)) => ip.to_string(),
+            None => Self::DEFAULT_HOST.to_string(),
+        }
+    }
+
     /// Resolves the host: every address for a name, in the resolver's order.
     ///
     /// # Errors

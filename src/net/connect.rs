@@ -301,11 +301,7 @@ impl Connector {
                 let Some(tls) = &self.tls else {
                     return Err(ClientError::TlsSetup(format!("{addr}: no TLS client")));
                 };
-                let host = match &hp.host {
-                    Some(Host::Name(name)) => name.clone(),
-                    Some(Host::Ip(ip)) => ip.to_string(),
-                    None => Ipv4Addr::LOCALHOST.to_string(),
-                };
+                let host = hp.host_text();
                 let handshake = async {
                     tls.handshake(tcp, &host)
                         .await

@@ -20,7 +20,7 @@ use anyhow::Context;
 use tokio::sync::Semaphore;
 
 use crate::config::{FLUSH_DELAY, Limits, ServerConfig};
-use crate::net::addr::{Endpoint, Host};
+use crate::net::addr::Endpoint;
 use crate::net::listener::{self, Bound, DatagramSocket, StreamListener};
 use crate::net::tls::{self, ServerIdentity};
 use crate::service::{Classic, ListenerContext, Service, ServiceKind};
@@ -242,11 +242,7 @@ impl TlsMaterial {
             .filter(|svc| svc.tls.is_none())
             .flat_map(|svc| &svc.listen)
             .filter_map(|endpoint| match endpoint {
-                Endpoint::Tls(hp) => Some(match &hp.host {
-                    Some(Host::Ip(ip)) => ip.to_string(),
-                    Some(Host::Name(name)) => name.clone(),
-                    None => "127.0.0.1".to_owned(),
-                }),
+                Endpoint::Tls(hp) => Some(hp.host_text()),
                 _ => None,
             })
             .collect();
