@@ -31,7 +31,7 @@ use serde::Deserialize;
 
 use crate::cli::{HttpArgs, LimitArgs, ServeArgs, TlsServerArgs};
 use crate::error::UsageError;
-use crate::http::SiteConfig;
+use crate::http::{Site, SiteConfig};
 use crate::net::access::AccessList;
 use crate::net::addr::{DefaultScheme, Endpoint, HostPort};
 use crate::net::tls::ServerIdentity;
@@ -442,13 +442,6 @@ fn site_config(service: ServiceKind, http: &HttpArgs) -> Result<SiteConfig, Stri
         }
         return Ok(SiteConfig::default());
     }
-    if let Some(root) = &http.root {
-        match std::fs::metadata(root) {
-            Ok(meta) if meta.is_dir() => {}
-            Ok(_) => return Err(format!("--root {}: not a directory", root.display())),
-            Err(e) => return Err(format!("--root {}: {e}", root.display())),
-        }
-    }
     let site = SiteConfig {
         root: http.root.clone(),
         hidden: http.hidden,
@@ -458,7 +451,8 @@ fn site_config(service: ServiceKind, http: &HttpArgs) -> Result<SiteConfig, Stri
         headers: http.headers.clone(),
         basic_auth: http.basic_auth.clone(),
     };
-    site.check()?;
+    // Built once here only to check it; the server builds its own.
+    Site::new(&site)?;
     Ok(site)
 }
 

@@ -81,28 +81,6 @@ pub struct SiteConfig {
     pub basic_auth: Option<String>,
 }
 
-impl SiteConfig {
-    /// Checks the header options, so a bad one is a usage error before
-    /// anything binds.
-    ///
-    /// # Errors
-    /// A `--header` that is not `Name: value`, or a name or value HTTP
-    /// does not allow.
-    pub fn check(&self) -> Result<(), String> {
-        if let Some(value) = &self.cache_control {
-            HeaderValue::from_str(value)
-                .map_err(|_| format!("--cache-control {value:?}: not a valid header value"))?;
-        }
-        for header in &self.headers {
-            parse_header(header)?;
-        }
-        if let Some(spec) = &self.basic_auth {
-            BasicAuth::parse(spec)?;
-        }
-        Ok(())
-    }
-}
-
 /// `Name: value`, as `--header` takes it.
 fn parse_header(text: &str) -> Result<(header::HeaderName, HeaderValue), String> {
     let bad = |why: &str| format!("--header {text:?}: {why} (expected 'Name: value')");
@@ -130,10 +108,13 @@ pub struct Site {
 }
 
 impl Site {
-    /// Builds the site; the root must be a directory.
+    /// Builds the site; the root must be a directory. `config` calls this
+    /// too, to check the options before anything binds.
     ///
     /// # Errors
-    /// A root that does not exist or is not a directory, named.
+    /// A root that does not exist or is not a directory, a `--header` that
+    /// is not `Name: value`, a bad `--cache-control` or `--basic-auth`;
+    /// each named.
     pub fn new(config: &SiteConfig) -> Result<Site, String> {
         let root = match &config.root {
             None => None,
