@@ -26,7 +26,7 @@ pub(super) async fn drive(shared: Rc<Shared>) {
     loop {
         let started = Instant::now();
         match exchange(&shared, &request, &mut buf).await {
-            Ok((stream, received)) => {
+            Ok((mut stream, received)) => {
                 let now = Instant::now();
                 shared.progress.replies.fetch_add(1, Ordering::Relaxed);
                 if shared.window.contains(now) && started >= shared.window.measure {
@@ -39,7 +39,8 @@ pub(super) async fn drive(shared: Rc<Shared>) {
                     totals.bytes_received += received as u64;
                     latency.record(now - started);
                 }
-                close(stream).await;
+                // Say goodbye; a server that has gone already is fine.
+                let _ = stream.close().await;
             }
             Err(e) => {
                 tracing::debug!(addr = %shared.plan.addr, error = %e, "request failed");
@@ -72,9 +73,4 @@ async fn exchange(
             return Ok((stream, received));
         }
     }
-}
-
-/// Says goodbye and lets go; a server that has gone already is fine.
-async fn close(mut stream: Stream) {
-    let _ = stream.close().await;
 }
