@@ -136,6 +136,10 @@ pub struct HttpArgs {
     /// http: require this user and password (HASH from `sockit hash-password`).
     #[arg(long, value_name = "USER:HASH")]
     pub basic_auth: Option<String>,
+    /// http: send files as they are, never compressed on the fly
+    /// (precompressed .br/.zst/.gz siblings are still served).
+    #[arg(long)]
+    pub no_compress: bool,
 }
 
 /// The certificate and handshake limit of `tls://` listeners, shared by

@@ -395,6 +395,7 @@ struct HttpEntry {
     #[serde(default)]
     header: Vec<String>,
     basic_auth: Option<String>,
+    compress: Option<bool>,
 }
 
 impl HttpEntry {
@@ -417,6 +418,7 @@ impl HttpEntry {
                 self.header.clone()
             },
             basic_auth: self.basic_auth.clone().or_else(|| cli.basic_auth.clone()),
+            no_compress: self.compress.map_or(cli.no_compress, |on| !on),
         })
     }
 }
@@ -431,12 +433,13 @@ fn site_config(service: ServiceKind, http: &HttpArgs) -> Result<SiteConfig, Stri
         || http.cache_control.is_some()
         || http.cors
         || !http.headers.is_empty()
-        || http.basic_auth.is_some();
+        || http.basic_auth.is_some()
+        || http.no_compress;
     if service != ServiceKind::Http {
         if given {
             return Err(format!(
-                "--root, --hidden, --header-timeout, --cache-control, --cors, --header and \
-                 --basic-auth are for the http service, not {}",
+                "--root, --hidden, --header-timeout, --cache-control, --cors, --header, \
+                 --basic-auth and --no-compress are for the http service, not {}",
                 service.name()
             ));
         }
@@ -450,6 +453,7 @@ fn site_config(service: ServiceKind, http: &HttpArgs) -> Result<SiteConfig, Stri
         cors: http.cors,
         headers: http.headers.clone(),
         basic_auth: http.basic_auth.clone(),
+        no_compress: http.no_compress,
     };
     // Built once here only to check it; the server builds its own.
     Site::new(&site)?;

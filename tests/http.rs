@@ -82,19 +82,21 @@ impl Client {
                         )
                     })
                     .collect();
-                let body_len = if head_only || status == 304 {
-                    0
+                self.buf.drain(..len);
+                let chunked = headers.iter().any(|(n, v)| {
+                    n.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked")
+                });
+                let body = if head_only || status == 304 {
+                    Vec::new()
+                } else if chunked {
+                    self.read_chunked()
                 } else {
-                    headers
+                    let body_len = headers
                         .iter()
                         .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-                        .map_or(0, |(_, v)| v.parse().unwrap())
+                        .map_or(0, |(_, v)| v.parse().unwrap());
+                    self.take(body_len)
                 };
-                while self.buf.len() < len + body_len {
-                    self.fill();
-                }
-                let body = self.buf[len..len + body_len].to_vec();
-                self.buf.drain(..len + body_len);
                 return Reply {
                     status,
                     headers,
@@ -102,6 +104,36 @@ impl Client {
                 };
             }
             self.fill();
+        }
+    }
+
+    /// The next `n` bytes.
+    fn take(&mut self, n: usize) -> Vec<u8> {
+        while self.buf.len() < n {
+            self.fill();
+        }
+        self.buf.drain(..n).collect()
+    }
+
+    /// A `Transfer-Encoding: chunked` body, its chunks joined.
+    fn read_chunked(&mut self) -> Vec<u8> {
+        let mut body = Vec::new();
+        loop {
+            let (at, size) = loop {
+                match httparse::parse_chunk_size(&self.buf).unwrap() {
+                    httparse::Status::Complete(found) => break found,
+                    httparse::Status::Partial => self.fill(),
+                }
+            };
+            self.buf.drain(..at);
+            let size = usize::try_from(size).unwrap();
+            if size == 0 {
+                // No trailers are sent: the last chunk's CRLF ends it.
+                assert_eq!(self.take(2), b"\r\n");
+                return body;
+            }
+            body.extend(self.take(size));
+            assert_eq!(self.take(2), b"\r\n");
         }
     }
 
@@ -707,4 +739,171 @@ fn basic_auth_with_a_hash_from_hash_password() {
     }
     let out = common::run_with_stdin(&["hash-password"], "\n", LIMIT);
     assert!(out.failure(2).contains("empty"), "{}", out.stderr);
+}
+
+/// `body` decoded from `coding` by an independent decoder.
+fn decode(coding: &str, body: &[u8]) -> Vec<u8> {
+    use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder, ZstdDecoder};
+    use tokio::io::AsyncReadExt as _;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut out = Vec::new();
+        match coding {
+            "br" => BrotliDecoder::new(body).read_to_end(&mut out).await,
+            "zstd" => ZstdDecoder::new(body).read_to_end(&mut out).await,
+            "gzip" => GzipDecoder::new(body).read_to_end(&mut out).await,
+            other => panic!("unexpected coding {other}"),
+        }
+        .unwrap_or_else(|e| panic!("{coding} body does not decode: {e}"));
+        out
+    })
+}
+
+#[test]
+fn compression_by_accept_encoding_with_a_tag_per_coding() {
+    let root = TempDir::new("http-compress");
+    let outside = TempDir::new("http-compress-out");
+    let script: Vec<u8> = (0..2000)
+        .flat_map(|i| format!("console.log({i});\n").into_bytes())
+        .collect();
+    std::fs::write(root.0.join("app.js"), &script).unwrap();
+    std::fs::write(root.0.join("tiny.txt"), b"tiny\n").unwrap();
+    std::fs::write(root.0.join("photo.png"), vec![7u8; 4096]).unwrap();
+    let p = serve_root(&root, &[]);
+    let mut c = Client::connect(p.host_port(0));
+
+    // Each coding on its own, decoding to the file, with its own tag.
+    let mut tags = Vec::new();
+    for coding in ["br", "zstd", "gzip"] {
+        let ae = format!("Accept-Encoding: {coding}");
+        let r = c.request("GET", "/app.js", &[&ae]);
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("content-encoding"), Some(coding));
+        assert_eq!(r.header("vary"), Some("accept-encoding"));
+        assert_eq!(r.header("content-type"), Some("text/javascript"));
+        assert!(
+            r.body.len() < script.len() / 4,
+            "{coding}: {}",
+            r.body.len()
+        );
+        assert_eq!(decode(coding, &r.body), script, "{coding}");
+        let tag = r.header("etag").unwrap().to_owned();
+        assert!(tag.ends_with(&format!("-{coding}\"")), "{tag}");
+        // The tag names this representation: 304 for it, not for another.
+        let inm = format!("If-None-Match: {tag}");
+        assert_eq!(c.request("GET", "/app.js", &[&ae, &inm]).status, 304);
+        let identity = c.request("GET", "/app.js", &[&inm]);
+        assert_eq!((identity.status, identity.body.len()), (200, script.len()));
+        // HEAD says the same as GET, without the body.
+        let head = c.request("HEAD", "/app.js", &[&ae]);
+        assert_eq!(head.header("content-encoding"), Some(coding));
+        assert_eq!(head.header("etag"), Some(tag.as_str()));
+        tags.push(tag);
+    }
+    // A browser's list: the preferred coding of those offered.
+    let r = c.request(
+        "GET",
+        "/app.js",
+        &["Accept-Encoding: gzip, deflate, br, zstd"],
+    );
+    assert_eq!(r.header("content-encoding"), Some("br"));
+    let r = c.request("GET", "/app.js", &["Accept-Encoding: br;q=0.1, gzip;q=0.9"]);
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+    let r = c.request(
+        "GET",
+        "/app.js",
+        &["Accept-Encoding: br;q=0, gzip;q=nonsense"],
+    );
+    assert_eq!(r.header("content-encoding"), None);
+
+    // Without Accept-Encoding: the file as it is, with its own tag.
+    let plain = c.request("GET", "/app.js", &[]);
+    assert_eq!(plain.header("content-encoding"), None);
+    assert_eq!(plain.body, script);
+    assert_eq!(plain.header("vary"), Some("accept-encoding"));
+    tags.push(plain.header("etag").unwrap().to_owned());
+    tags.sort();
+    tags.dedup();
+    assert_eq!(tags.len(), 4, "{tags:?}");
+
+    // A range is of the file as it is, whatever the client accepts.
+    let r = c.request(
+        "GET",
+        "/app.js",
+        &["Accept-Encoding: br", "Range: bytes=0-11"],
+    );
+    assert_eq!((r.status, r.header("content-encoding")), (206, None));
+    assert_eq!(r.body, &script[..12]);
+
+    // Not worth it: tiny files and images go as they are; images do not
+    // vary at all.
+    let r = c.request("GET", "/tiny.txt", &["Accept-Encoding: gzip"]);
+    assert_eq!(
+        (r.header("content-encoding"), r.text().as_str()),
+        (None, "tiny\n")
+    );
+    let r = c.request("GET", "/photo.png", &["Accept-Encoding: gzip"]);
+    assert_eq!(
+        (r.header("content-encoding"), r.header("vary")),
+        (None, None)
+    );
+    assert_eq!(r.body.len(), 4096);
+
+    // Listings compress too.
+    let r = c.request("GET", "/", &["Accept-Encoding: gzip"]);
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+    assert!(
+        String::from_utf8(decode("gzip", &r.body))
+            .unwrap()
+            .contains("app.js")
+    );
+    drop(outside);
+}
+
+#[test]
+fn precompressed_siblings_are_served_when_present() {
+    let root = TempDir::new("http-precompressed");
+    let outside = TempDir::new("http-precompressed-out");
+    let css = b"body { color: red; }\n".repeat(100);
+    std::fs::write(root.0.join("site.css"), &css).unwrap();
+    // The siblings' bytes are not the encoder's: serving them is visible.
+    std::fs::write(root.0.join("site.css.br"), b"precompressed br").unwrap();
+    std::fs::write(root.0.join("site.css.gz"), b"precompressed gz").unwrap();
+    // A sibling that is a link out of the root is passed over.
+    std::fs::write(root.0.join("leak.txt"), b"inside\n".repeat(100)).unwrap();
+    std::fs::write(outside.0.join("secret.gz"), b"outside the root").unwrap();
+    std::os::unix::fs::symlink(outside.0.join("secret.gz"), root.0.join("leak.txt.gz")).unwrap();
+    let p = serve_root(&root, &["--no-compress"]);
+    let mut c = Client::connect(p.host_port(0));
+
+    let r = c.request("GET", "/site.css", &["Accept-Encoding: gzip, br"]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, b"precompressed br");
+    assert_eq!(r.header("content-encoding"), Some("br"));
+    assert_eq!(r.header("content-type"), Some("text/css"));
+    assert_eq!(r.header("content-length"), Some("16"));
+    let br_tag = r.header("etag").unwrap().to_owned();
+    assert!(br_tag.ends_with(".br\""), "{br_tag}");
+    let inm = format!("If-None-Match: {br_tag}");
+    assert_eq!(
+        c.request("GET", "/site.css", &["Accept-Encoding: br", &inm])
+            .status,
+        304
+    );
+
+    // Whichever accepted coding has a sibling, before compressing.
+    let r = c.request("GET", "/site.css", &["Accept-Encoding: zstd, gzip"]);
+    assert_eq!(r.body, b"precompressed gz");
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+    // --no-compress: without a sibling, as it is.
+    let r = c.request("GET", "/site.css", &["Accept-Encoding: zstd"]);
+    assert_eq!(
+        (r.header("content-encoding"), r.body.len()),
+        (None, css.len())
+    );
+    let r = c.request("GET", "/leak.txt", &["Accept-Encoding: gzip"]);
+    assert_eq!(r.header("content-encoding"), None);
+    assert_eq!(r.body, b"inside\n".repeat(100));
 }

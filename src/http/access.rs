@@ -3,9 +3,14 @@
 //! the `message` of a JSON log object). `-q` turns it off with the other
 //! info lines.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use hyper::header::{REFERER, USER_AGENT};
 use hyper::{Request, Version};
 
+use super::body::Body;
 use crate::net::stream::PeerAddr;
 
 /// What the log says of a request, taken from its head before it is
@@ -57,6 +62,63 @@ impl AccessRecord {
             self.referer,
             self.user_agent,
         );
+    }
+}
+
+/// A response body that logs its request once it is done: sent to the
+/// end, or dropped because the client went away. The line counts the
+/// body bytes actually sent, as nginx's `$body_bytes_sent` does, which
+/// for a compressed or cut-short body is not a length known up front.
+pub struct LoggedBody {
+    inner: Body,
+    record: Option<AccessRecord>,
+    status: u16,
+    sent: u64,
+}
+
+impl LoggedBody {
+    /// `inner`, to be logged as `record` with `status`.
+    pub fn new(inner: Body, record: AccessRecord, status: u16) -> LoggedBody {
+        LoggedBody {
+            inner,
+            record: Some(record),
+            status,
+            sent: 0,
+        }
+    }
+}
+
+impl HttpBody for LoggedBody {
+    type Data = bytes::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.sent += data.len() as u64;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        if let Some(record) = self.record.take() {
+            record.log(self.status, self.sent);
+        }
     }
 }
 

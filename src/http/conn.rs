@@ -19,9 +19,7 @@ use hyper_util::server::conn::auto;
 
 use tokio_util::sync::CancellationToken;
 
-use hyper::body::Body as _;
-
-use super::access::AccessRecord;
+use super::access::{AccessRecord, LoggedBody};
 use super::site::Site;
 use crate::net::stream::{PeerAddr, Stream};
 
@@ -56,9 +54,8 @@ pub async fn serve(
         let record = AccessRecord::new(&req, &peer);
         async move {
             let res = site.respond(req).await;
-            let bytes = res.body().size_hint().exact().unwrap_or(0);
-            record.log(res.status().as_u16(), bytes);
-            Ok::<_, Infallible>(res)
+            let status = res.status().as_u16();
+            Ok::<_, Infallible>(res.map(|body| LoggedBody::new(body, record, status)))
         }
     });
     let conn = builder.serve_connection(TokioIo::new(stream), service);

@@ -6,7 +6,9 @@
 
 pub mod access;
 pub mod auth;
+pub mod body;
 pub mod conn;
+pub mod encoding;
 pub mod path;
 pub mod range;
 pub mod site;

@@ -167,7 +167,59 @@ pub fn resolve(root: &Path, raw_path: &str, policy: &PathPolicy) -> Result<Targe
         return Err(Refusal::NotFound);
     }
 
-    let canonical = fs::canonicalize(&joined).map_err(|e| io_refusal(&e))?;
+    let (canonical, meta) = contained(root, &joined, policy)?;
+    if meta.is_dir() {
+        Ok(Target::Dir {
+            path: canonical,
+            slash_redirect: !raw_path.ends_with('/'),
+        })
+    } else if meta.is_file() && !wants_dir {
+        Ok(Target::File {
+            path: canonical,
+            meta,
+        })
+    } else {
+        Err(Refusal::NotFound)
+    }
+}
+
+/// The precompressed sibling of a file [`resolve`] returned (`app.js.br`
+/// for `app.js`, with `extension` `"br"`), when one exists as a regular
+/// file that the policy allows: a sibling that is a symlink out of the
+/// root is passed over, as the file itself would be refused.
+///
+/// A missing sibling, the common case, costs one `lstat`.
+pub fn sibling(
+    root: &Path,
+    file: &Path,
+    extension: &str,
+    policy: &PathPolicy,
+) -> Option<(PathBuf, Metadata)> {
+    let mut name = file.file_name()?.to_owned();
+    name.push(".");
+    name.push(extension);
+    let path = file.with_file_name(name);
+    let meta = fs::symlink_metadata(&path).ok()?;
+    if meta.is_file() {
+        // Beside a canonical file inside the root, not a link: inside too.
+        return Some((path, meta));
+    }
+    if !meta.file_type().is_symlink() {
+        return None;
+    }
+    let (canonical, meta) = contained(root, &path, policy).ok()?;
+    meta.is_file().then_some((canonical, meta))
+}
+
+/// The canonical form of `joined` (a path under `root`) and its metadata,
+/// if the policy lets it be served: inside the root (unless symlinks out
+/// are followed), and no dot-name on the way unless hidden files are.
+fn contained(
+    root: &Path,
+    joined: &Path,
+    policy: &PathPolicy,
+) -> Result<(PathBuf, Metadata), Refusal> {
+    let canonical = fs::canonicalize(joined).map_err(|e| io_refusal(&e))?;
     match canonical.strip_prefix(root) {
         Ok(under_root) => {
             if !policy.hidden && under_root.components().any(|c| is_dot_name(c.as_os_str())) {
@@ -183,21 +235,8 @@ pub fn resolve(root: &Path, raw_path: &str, policy: &PathPolicy) -> Result<Targe
             }
         }
     }
-
     let meta = fs::metadata(&canonical).map_err(|e| io_refusal(&e))?;
-    if meta.is_dir() {
-        Ok(Target::Dir {
-            path: canonical,
-            slash_redirect: !raw_path.ends_with('/'),
-        })
-    } else if meta.is_file() && !wants_dir {
-        Ok(Target::File {
-            path: canonical,
-            meta,
-        })
-    } else {
-        Err(Refusal::NotFound)
-    }
+    Ok((canonical, meta))
 }
 
 /// The `Location` for a directory asked for without its trailing slash:

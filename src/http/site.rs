@@ -7,32 +7,27 @@
 //! file a path means is [`super::path`]'s decision alone.
 
 use std::fmt::Write as _;
+use std::fs::Metadata;
 use std::io;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bytes::{Bytes, BytesMut};
 use headers::{
     ContentLength, ContentType, ETag, HeaderMapExt, IfMatch, IfModifiedSince, IfNoneMatch,
     IfUnmodifiedSince, LastModified,
 };
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Empty, Full};
-use hyper::body::{Body as HttpBody, Frame, Incoming};
+use http_body_util::BodyExt;
+use hyper::body::{Body as HttpBody, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::auth::BasicAuth;
+use super::body::{Body, ReadBody, empty, full};
+use super::encoding::{self, Coding};
 use super::path::{self, PathPolicy, Refusal, Target};
 use super::range::{self, Selection};
-use std::ops::RangeInclusive;
-use std::sync::Arc;
-
-/// The body of every response: a small buffer, or a file streamed in
-/// large reads.
-pub type Body = UnsyncBoxBody<Bytes, io::Error>;
 
 /// Default `--header-timeout`.
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,6 +44,15 @@ const FILE_CHUNK: usize = 256 * 1024;
 /// that: with every open and read on the pool, 1 KiB requests ran at a
 /// quarter of nginx's rate. nginx, too, reads files in its event loop.
 const SMALL_FILE: u64 = 128 * 1024;
+
+/// Smaller files are sent as they are: compressing them saves a few
+/// bytes of a packet already sent.
+const MIN_COMPRESS: u64 = 256;
+
+/// Larger files are not compressed on the fly (a precompressed sibling
+/// is still served): at tens of MB/s of CPU, a client asking for a big
+/// log file again and again should not cost a core.
+const MAX_COMPRESS: u64 = 16 << 20;
 
 /// The most a `multipart/byteranges` reply holds (it is built in memory);
 /// asked for more, the whole file is sent instead.
@@ -79,6 +83,8 @@ pub struct SiteConfig {
     pub headers: Vec<String>,
     /// `USER:HASH` every request must authenticate as (`--basic-auth`).
     pub basic_auth: Option<String>,
+    /// Never compress on the fly (`--no-compress`).
+    pub no_compress: bool,
 }
 
 /// `Name: value`, as `--header` takes it.
@@ -105,6 +111,8 @@ pub struct Site {
     /// `--header`s, checked.
     extra_headers: Vec<(header::HeaderName, HeaderValue)>,
     auth: Option<Arc<BasicAuth>>,
+    /// Compress text on the fly for clients that accept it.
+    compress: bool,
 }
 
 impl Site {
@@ -150,6 +158,7 @@ impl Site {
                 Some(spec) => Some(Arc::new(BasicAuth::parse(spec)?)),
                 None => None,
             },
+            compress: !config.no_compress,
         })
     }
 
@@ -242,27 +251,88 @@ impl Site {
             Ok(Target::Dir { path, .. }) => {
                 let index = path.join("index.html");
                 match std::fs::metadata(&index) {
-                    Ok(meta) if meta.is_file() => self.file(&index, &meta, req).await,
+                    Ok(meta) if meta.is_file() => self.file(root, &index, &meta, req).await,
                     _ => self.listing(&path, raw, req).await,
                 }
             }
-            Ok(Target::File { path, meta }) => self.file(&path, &meta, req).await,
+            Ok(Target::File { path, meta }) => self.file(root, &path, &meta, req).await,
         }
     }
 
-    /// A file's answer, with `--cache-control` on it.
+    /// A file's answer: the representation the client is best served
+    /// with (the file, a precompressed sibling, or the file compressed on
+    /// the fly), with `--cache-control` on it.
     async fn file(
         &self,
+        root: &Path,
         path: &Path,
-        meta: &std::fs::Metadata,
+        meta: &Metadata,
         req: &Request<Incoming>,
     ) -> Response<Body> {
-        let mut res = serve_file(path, meta, req).await;
+        let mime = mime_guess::from_path(path).first_or_octet_stream();
+        // Range requests are answered from the file as it is, so that a
+        // byte range means the same bytes whatever the client accepts.
+        let varies = encoding::worth_compressing(&mime);
+        let choice = if varies && !req.headers().contains_key(header::RANGE) {
+            self.choose(root, path, meta, req.headers())
+        } else {
+            Choice::AsIs
+        };
+        let mut res = match &choice {
+            Choice::AsIs => serve_file(path, meta, strong_etag(meta, ""), &mime, req).await,
+            Choice::Precompressed(coding, sibling, sibling_meta) => {
+                // The sibling's own validator, marked with its extension:
+                // it changes when the sibling does.
+                let etag = strong_etag(sibling_meta, &format!(".{}", coding.extension()));
+                let mut res = serve_file(sibling, sibling_meta, etag, &mime, req).await;
+                if res.status() == StatusCode::OK {
+                    set_coding(&mut res, *coding);
+                }
+                res
+            }
+            Choice::OnTheFly(coding) => {
+                let etag = strong_etag(meta, &format!("-{}", coding.token()));
+                let res = serve_file(path, meta, etag, &mime, req).await;
+                compressed(res, *coding)
+            }
+        };
+        let headers = res.headers_mut();
+        if varies {
+            headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+        }
         if let Some(value) = &self.cache_control {
-            res.headers_mut()
-                .insert(header::CACHE_CONTROL, value.clone());
+            headers.insert(header::CACHE_CONTROL, value.clone());
         }
         res
+    }
+
+    /// Which representation of a compressible file to send: a
+    /// precompressed sibling in any coding the client accepts (it costs
+    /// no CPU), else the file compressed on the fly in the coding it
+    /// prefers, else the file as it is.
+    fn choose(
+        &self,
+        root: &Path,
+        path: &Path,
+        meta: &Metadata,
+        headers: &hyper::HeaderMap,
+    ) -> Choice {
+        let accepted = encoding::accepted(headers);
+        for &coding in &accepted {
+            if let Some((sibling, sibling_meta)) =
+                path::sibling(root, path, coding.extension(), &self.policy)
+            {
+                return Choice::Precompressed(coding, sibling, sibling_meta);
+            }
+        }
+        match accepted.first() {
+            Some(&coding)
+                if self.compress && (MIN_COMPRESS..=MAX_COMPRESS).contains(&meta.len()) =>
+            {
+                Choice::OnTheFly(coding)
+            }
+            _ => Choice::AsIs,
+        }
     }
 
     /// A directory listing: HTML, or JSON for `Accept: application/json`.
@@ -285,8 +355,47 @@ impl Site {
             res.headers_mut().typed_insert(ContentType::json());
             return res;
         }
-        html(StatusCode::OK, listing_html(raw, &entries))
+        let res = html(StatusCode::OK, listing_html(raw, &entries));
+        let mut res = match encoding::accepted(req.headers()).first() {
+            Some(&coding) if self.compress => compressed(res, coding),
+            _ => res,
+        };
+        res.headers_mut()
+            .insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+        res
     }
+}
+
+/// What [`Site::choose`] picked for a file.
+enum Choice {
+    /// The file as it is.
+    AsIs,
+    /// A sibling file holding the content in this coding.
+    Precompressed(Coding, PathBuf, Metadata),
+    /// The file, compressed as it is sent.
+    OnTheFly(Coding),
+}
+
+/// A 200 with its body compressed as it is sent; any other status (a
+/// 304, a 412, an error page) as it was. The length is not known before
+/// the end, so Content-Length goes (HTTP/1.1 sends it chunked).
+fn compressed(res: Response<Body>, coding: Coding) -> Response<Body> {
+    if res.status() != StatusCode::OK {
+        return res;
+    }
+    let (mut parts, body) = res.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let mut res = Response::from_parts(parts, encoding::compress(body, coding));
+    set_coding(&mut res, coding);
+    res
+}
+
+/// Marks a response's body as being in `coding`.
+fn set_coding(res: &mut Response<Body>, coding: Coding) {
+    res.headers_mut().insert(
+        header::CONTENT_ENCODING,
+        HeaderValue::from_static(coding.token()),
+    );
 }
 
 /// One entry of a listing, as the JSON listing gives it.
@@ -355,15 +464,16 @@ fn listing_html(raw: &str, entries: &[Entry]) -> String {
     out
 }
 
-/// Serves one file: validators, conditional answers, and the body
-/// streamed from disk.
+/// Serves one file as `mime` with `etag`: validators, conditional
+/// answers, and the body streamed from disk.
 async fn serve_file(
     path: &Path,
-    meta: &std::fs::Metadata,
+    meta: &Metadata,
+    etag: Option<ETag>,
+    mime: &mime_guess::Mime,
     req: &Request<Incoming>,
 ) -> Response<Body> {
     let modified = meta.modified().ok();
-    let etag = strong_etag(meta);
     let headers = req.headers();
     let mut res = match preconditions(headers, etag.as_ref(), modified) {
         Some(status) => {
@@ -377,8 +487,7 @@ async fn serve_file(
             } else {
                 Selection::Whole
             };
-            let mime = mime_guess::from_path(path).first_or_octet_stream();
-            match file_response(path, meta.len(), selection, &mime).await {
+            match file_response(path, meta.len(), selection, mime).await {
                 Ok(res) => res,
                 Err(e) => {
                     tracing::debug!(path = %path.display(), error = %e, "cannot read");
@@ -500,7 +609,7 @@ async fn file_body(path: &Path, start: u64, len: u64) -> io::Result<Body> {
     if start > 0 {
         file.seek(io::SeekFrom::Start(start)).await?;
     }
-    Ok(FileBody::new(file, len).boxed_unsync())
+    Ok(ReadBody::exact(file, len, FILE_CHUNK).boxed_unsync())
 }
 
 /// A `multipart/byteranges` body (RFC 9110 14.6) and its boundary.
@@ -562,14 +671,18 @@ fn read_small(path: &Path, start: u64, len: u64) -> io::Result<Vec<u8>> {
 
 /// A strong validator from the file's size and modification time (as
 /// nginx makes its ETags): it changes whenever the content can have.
-fn strong_etag(meta: &std::fs::Metadata) -> Option<ETag> {
+/// `coding` tells the representations of one file apart (RFC 9110 8.8.3:
+/// a gzip body is not byte-for-byte the file, so it needs its own tag).
+fn strong_etag(meta: &Metadata, coding: &str) -> Option<ETag> {
     let mtime = meta
         .modified()
         .ok()
         .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_nanos());
     // Always a valid entity tag: hex digits and a dash in quotes.
-    format!("\"{mtime:x}-{:x}\"", meta.len()).parse().ok()
+    format!("\"{mtime:x}-{:x}{coding}\"", meta.len())
+        .parse()
+        .ok()
 }
 
 fn refused(refusal: Refusal) -> Response<Body> {
@@ -618,16 +731,6 @@ fn without_body(res: Response<Body>) -> Response<Body> {
     Response::from_parts(parts, empty())
 }
 
-fn full(text: impl Into<Bytes>) -> Body {
-    Full::new(text.into())
-        .map_err(|never| match never {})
-        .boxed_unsync()
-}
-
-fn empty() -> Body {
-    Empty::new().map_err(|never| match never {}).boxed_unsync()
-}
-
 fn escape_html(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -669,68 +772,6 @@ fn percent_decode_lossy(raw: &str) -> String {
     percent_encoding::percent_decode_str(raw)
         .decode_utf8_lossy()
         .into_owned()
-}
-
-/// A file streamed in [`FILE_CHUNK`] reads, at most `remaining` bytes (the
-/// length announced in Content-Length, even if the file grows meanwhile).
-struct FileBody {
-    file: tokio::fs::File,
-    remaining: u64,
-    buf: BytesMut,
-}
-
-impl FileBody {
-    fn new(file: tokio::fs::File, len: u64) -> FileBody {
-        FileBody {
-            file,
-            remaining: len,
-            buf: BytesMut::new(),
-        }
-    }
-}
-
-impl HttpBody for FileBody {
-    type Data = Bytes;
-    type Error = io::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        let this = &mut *self;
-        if this.remaining == 0 {
-            return Poll::Ready(None);
-        }
-        if this.buf.capacity() < FILE_CHUNK {
-            this.buf.reserve(FILE_CHUNK);
-        }
-        match tokio_util::io::poll_read_buf(Pin::new(&mut this.file), cx, &mut this.buf) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
-            Poll::Ready(Ok(0)) => Poll::Ready(Some(Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the file shrank while being sent",
-            )))),
-            Poll::Ready(Ok(_)) => {
-                // A file that grew since its length was announced is cut
-                // at that length.
-                let n = usize::try_from(this.remaining)
-                    .map_or(this.buf.len(), |r| r.min(this.buf.len()));
-                this.remaining -= n as u64;
-                let chunk = this.buf.split_to(n).freeze();
-                this.buf.clear();
-                Poll::Ready(Some(Ok(Frame::data(chunk))))
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.remaining == 0
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        hyper::body::SizeHint::with_exact(self.remaining)
-    }
 }
 
 #[cfg(test)]
