@@ -230,7 +230,7 @@ fn files_with_type_length_and_validators() {
     let addr = p.host_port(0);
     let r = get(addr, "/hello.txt");
     assert_eq!((r.status, r.body.as_slice()), (200, &b"hello file\n"[..]));
-    assert_eq!(r.header("content-type"), Some("text/plain"));
+    assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
     assert_eq!(r.header("content-length"), Some("11"));
     let etag = r.header("etag").unwrap().to_owned();
     assert!(
@@ -240,7 +240,7 @@ fn files_with_type_length_and_validators() {
     let modified = r.header("last-modified").unwrap().to_owned();
     assert_eq!(
         get(addr, "/page.html").header("content-type"),
-        Some("text/html")
+        Some("text/html; charset=utf-8")
     );
 
     let mut c = Client::connect(addr);
@@ -572,8 +572,8 @@ fn ranges_and_preconditions() {
     assert_eq!(
         body,
         format!(
-            "--{boundary}\r\nContent-Type: text/plain\r\nContent-Range: bytes 0-1/11\r\n\r\nhe\r\n\
-             --{boundary}\r\nContent-Type: text/plain\r\nContent-Range: bytes 6-7/11\r\n\r\nfi\r\n\
+            "--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Range: bytes 0-1/11\r\n\r\nhe\r\n\
+             --{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Range: bytes 6-7/11\r\n\r\nfi\r\n\
              --{boundary}--\r\n"
         )
     );
@@ -782,7 +782,10 @@ fn compression_by_accept_encoding_with_a_tag_per_coding() {
         assert_eq!(r.status, 200);
         assert_eq!(r.header("content-encoding"), Some(coding));
         assert_eq!(r.header("vary"), Some("accept-encoding"));
-        assert_eq!(r.header("content-type"), Some("text/javascript"));
+        assert_eq!(
+            r.header("content-type"),
+            Some("text/javascript; charset=utf-8")
+        );
         assert!(
             r.body.len() < script.len() / 4,
             "{coding}: {}",
@@ -882,7 +885,7 @@ fn precompressed_siblings_are_served_when_present() {
     assert_eq!(r.status, 200);
     assert_eq!(r.body, b"precompressed br");
     assert_eq!(r.header("content-encoding"), Some("br"));
-    assert_eq!(r.header("content-type"), Some("text/css"));
+    assert_eq!(r.header("content-type"), Some("text/css; charset=utf-8"));
     assert_eq!(r.header("content-length"), Some("16"));
     let br_tag = r.header("etag").unwrap().to_owned();
     assert!(br_tag.ends_with(".br\""), "{br_tag}");

@@ -269,7 +269,7 @@ impl Site {
         meta: &Metadata,
         req: &Request<Incoming>,
     ) -> Response<Body> {
-        let mime = mime_guess::from_path(path).first_or_octet_stream();
+        let mime = content_type(path);
         // Range requests are answered from the file as it is, so that a
         // byte range means the same bytes whatever the client accepts.
         let varies = encoding::worth_compressing(&mime);
@@ -364,6 +364,18 @@ impl Site {
             .insert(header::VARY, HeaderValue::from_static("accept-encoding"));
         res
     }
+}
+
+/// A file's type by its extension; text is declared UTF-8, without which
+/// browsers read it as windows-1252 and show `café` as `cafÃ©`.
+fn content_type(path: &Path) -> mime_guess::Mime {
+    let mime = mime_guess::from_path(path).first_or_octet_stream();
+    if mime.type_() == mime_guess::mime::TEXT && mime.get_param("charset").is_none() {
+        return format!("{}; charset=utf-8", mime.essence_str())
+            .parse()
+            .unwrap_or(mime);
+    }
+    mime
 }
 
 /// What [`Site::choose`] picked for a file.
