@@ -910,3 +910,47 @@ fn precompressed_siblings_are_served_when_present() {
     assert_eq!(r.header("content-encoding"), None);
     assert_eq!(r.body, b"inside\n".repeat(100));
 }
+
+#[test]
+fn a_changed_file_is_never_served_from_the_cache() {
+    let root = TempDir::new("http-cache");
+    let outside = TempDir::new("http-cache-out");
+    let file = root.0.join("note.txt");
+    std::fs::write(&file, "version one\n").unwrap();
+    std::fs::write(outside.0.join("secret.txt"), "outside!!!!\n").unwrap();
+    let p = serve_root(&root, &[]);
+    let mut c = Client::connect(p.host_port(0));
+    for _ in 0..3 {
+        assert_eq!(c.request("GET", "/note.txt", &[]).text(), "version one\n");
+    }
+    let first_tag = c
+        .request("GET", "/note.txt", &[])
+        .header("etag")
+        .unwrap()
+        .to_owned();
+
+    // Rewritten in place, to the same length.
+    std::fs::write(&file, "version two\n").unwrap();
+    let r = c.request("GET", "/note.txt", &[]);
+    assert_eq!(r.text(), "version two\n");
+    assert_ne!(r.header("etag"), Some(first_tag.as_str()));
+    assert_eq!(c.request("GET", "/note.txt", &[]).text(), "version two\n");
+
+    // Swapped for a link out of the root: refused, not served from memory.
+    std::fs::remove_file(&file).unwrap();
+    std::os::unix::fs::symlink(outside.0.join("secret.txt"), &file).unwrap();
+    assert_eq!(c.request("GET", "/note.txt", &[]).status, 403);
+    // Gone.
+    std::fs::remove_file(&file).unwrap();
+    assert_eq!(c.request("GET", "/note.txt", &[]).status, 404);
+    // Its directory swapped for a link out: refused.
+    std::fs::create_dir(root.0.join("d")).unwrap();
+    std::fs::write(root.0.join("d/secret.txt"), "inside one\n").unwrap();
+    assert_eq!(
+        c.request("GET", "/d/secret.txt", &[]).text(),
+        "inside one\n"
+    );
+    std::fs::remove_dir_all(root.0.join("d")).unwrap();
+    std::os::unix::fs::symlink(&outside.0, root.0.join("d")).unwrap();
+    assert_eq!(c.request("GET", "/d/secret.txt", &[]).status, 403);
+}

@@ -77,11 +77,12 @@ pub struct LoggedBody {
 }
 
 impl LoggedBody {
-    /// `inner`, to be logged as `record` with `status`.
-    pub fn new(inner: Body, record: AccessRecord, status: u16) -> LoggedBody {
+    /// `inner`, to be logged as `record` with `status` (`None`: not
+    /// logged).
+    pub fn new(inner: Body, record: Option<AccessRecord>, status: u16) -> LoggedBody {
         LoggedBody {
             inner,
-            record: Some(record),
+            record,
             status,
             sent: 0,
         }

@@ -51,7 +51,9 @@ pub async fn serve(
     builder.http2().timer(TokioTimer::new());
     let service = service_fn(move |req| {
         let site = site.clone();
-        let record = AccessRecord::new(&req, &peer);
+        // Built only when the line will be written: with -q it costs nothing.
+        let record = tracing::enabled!(target: "sockit::http::access", tracing::Level::INFO)
+            .then(|| AccessRecord::new(&req, &peer));
         async move {
             let res = site.respond(req).await;
             let status = res.status().as_u16();

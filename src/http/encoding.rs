@@ -148,16 +148,20 @@ fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
-/// Whether a type is worth compressing: text and the structured formats
-/// that are text inside. Images, audio, video, archives and fonts in
-/// WOFF are compressed already; compressing them again costs CPU and
-/// saves nothing.
-pub fn worth_compressing(mime: &mime_guess::Mime) -> bool {
-    let (kind, sub, suffix) = (mime.type_(), mime.subtype(), mime.suffix());
-    kind == mime_guess::mime::TEXT
-        || suffix.is_some_and(|s| s == "json" || s == "xml")
+/// Whether a type (a `Content-Type` value) is worth compressing: text and
+/// the structured formats that are text inside. Images, audio, video,
+/// archives and fonts in WOFF are compressed already; compressing them
+/// again costs CPU and saves nothing.
+pub fn worth_compressing(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    let Some((kind, sub)) = essence.split_once('/') else {
+        return false;
+    };
+    kind.eq_ignore_ascii_case("text")
+        || sub.ends_with("+json")
+        || sub.ends_with("+xml")
         || matches!(
-            (kind.as_str(), sub.as_str()),
+            (kind, sub),
             (
                 "application",
                 "javascript"
@@ -171,7 +175,7 @@ pub fn worth_compressing(mime: &mime_guess::Mime) -> bool {
                     | "postscript"
                     | "vnd.ms-fontobject"
                     | "x-font-ttf"
-            ) | ("image", "svg" | "bmp" | "x-icon" | "vnd.microsoft.icon")
+            ) | ("image", "svg+xml" | "bmp" | "x-icon" | "vnd.microsoft.icon")
                 | ("font", "ttf" | "otf")
         )
 }
@@ -282,8 +286,10 @@ mod tests {
 
     #[test]
     fn text_compresses_and_media_does_not() {
-        let worth =
-            |path: &str| worth_compressing(&mime_guess::from_path(path).first_or_octet_stream());
+        let worth = |path: &str| {
+            let mime = mime_guess::from_path(path).first_raw();
+            worth_compressing(mime.unwrap_or("application/octet-stream"))
+        };
         for yes in [
             "a.html", "a.css", "a.js", "a.json", "a.svg", "a.txt", "a.xml", "a.wasm", "a.csv",
         ] {

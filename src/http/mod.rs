@@ -7,6 +7,7 @@
 pub mod access;
 pub mod auth;
 pub mod body;
+pub mod cache;
 pub mod conn;
 pub mod encoding;
 pub mod path;

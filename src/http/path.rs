@@ -11,9 +11,10 @@
 //! what it returns; [`redirect_location`] builds the trailing-slash redirect
 //! without turning `//host` into an open redirect.
 
-use std::fs::{self, Metadata};
+use std::fs::{self, File, Metadata};
 use std::io;
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
 
@@ -32,14 +33,16 @@ pub struct PathPolicy {
 
 /// What a request path maps to. Paths are canonical: absolute, with no
 /// symlinks, `.` or `..` left in them.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Target {
-    /// A regular file, with the metadata read while resolving it.
+    /// A regular file, opened, with the metadata read from that open file.
     File {
         /// The file's canonical path.
         path: PathBuf,
         /// Its metadata (size, modification time) as [`resolve`] saw it.
         meta: Metadata,
+        /// The file itself: what is sent is what was checked.
+        file: File,
     },
     /// A directory, to list or to look for `index.html` in.
     Dir {
@@ -111,11 +114,16 @@ impl Refusal {
 /// # Errors
 /// A [`Refusal`] naming the status code to answer with.
 ///
-/// # Races
-/// The answer is true when it is given. Someone who can write inside the
-/// root can swap a checked directory for a symlink before the caller opens
-/// the file; only `openat2(RESOLVE_BENEATH)` closes that window, and the
-/// root of a file server is not usually writable by its clients.
+/// # How, and races
+/// First, one `openat2` with `RESOLVE_NO_SYMLINKS`: the root is canonical
+/// and the segments hold no `.` or `..`, so a path with no symlink on the
+/// way *is* canonical, and the kernel checks that in the same call that
+/// opens the file (no window for a swap). A symlink on the way (or a
+/// kernel without `openat2`) takes the slow path: canonicalize, check,
+/// open. There the answer is true when it is given: someone who can write
+/// inside the root could swap a checked directory for a symlink before
+/// the open, and the root of a file server is not usually writable by its
+/// clients.
 ///
 /// ```
 /// use sockit::http::path::{PathPolicy, Refusal, resolve};
@@ -167,48 +175,126 @@ pub fn resolve(root: &Path, raw_path: &str, policy: &PathPolicy) -> Result<Targe
         return Err(Refusal::NotFound);
     }
 
-    let (canonical, meta) = contained(root, &joined, policy)?;
+    let (canonical, file, meta) = open_checked(root, joined, policy)?;
     if meta.is_dir() {
         Ok(Target::Dir {
             path: canonical,
             slash_redirect: !raw_path.ends_with('/'),
         })
-    } else if meta.is_file() && !wants_dir {
-        Ok(Target::File {
-            path: canonical,
-            meta,
-        })
     } else {
-        Err(Refusal::NotFound)
+        match file {
+            Some(file) if meta.is_file() && !wants_dir => Ok(Target::File {
+                path: canonical,
+                meta,
+                file,
+            }),
+            _ => Err(Refusal::NotFound),
+        }
+    }
+}
+
+/// Opens what is at `joined`, a path under the root with no `.` or `..`
+/// segment, if the policy lets it be served: its canonical path, the open
+/// file (`None` for what is not a regular file), and the metadata of what
+/// was opened.
+fn open_checked(
+    root: &Path,
+    joined: PathBuf,
+    policy: &PathPolicy,
+) -> Result<(PathBuf, Option<File>, Metadata), Refusal> {
+    match open_without_symlinks(&joined) {
+        Opened::File(file, meta) => Ok((joined, meta.is_file().then_some(file), meta)),
+        Opened::Refused(refusal) => Err(refusal),
+        Opened::SlowPath => {
+            let (canonical, meta) = contained(root, &joined, policy)?;
+            if !meta.is_file() {
+                return Ok((canonical, None, meta));
+            }
+            let file = File::open(&canonical).map_err(|e| io_refusal(&e))?;
+            // Checked, then opened: the metadata of what was opened.
+            let meta = file.metadata().map_err(|e| io_refusal(&e))?;
+            Ok((canonical, Some(file), meta))
+        }
+    }
+}
+
+/// A regular file at a known name inside a directory or beside a file
+/// that [`resolve`] returned (`index.html`, a precompressed sibling),
+/// opened, if the policy lets it be served: a symlink out of the root is
+/// passed over, as [`resolve`] would refuse it.
+fn open_known(
+    root: &Path,
+    joined: PathBuf,
+    policy: &PathPolicy,
+) -> Option<(PathBuf, File, Metadata)> {
+    match open_checked(root, joined, policy) {
+        Ok((path, Some(file), meta)) => Some((path, file, meta)),
+        _ => None,
+    }
+}
+
+/// The `index.html` of a directory [`resolve`] returned, if there is one
+/// that may be served.
+pub fn index(root: &Path, dir: &Path, policy: &PathPolicy) -> Option<(PathBuf, File, Metadata)> {
+    open_known(root, dir.join("index.html"), policy)
+}
+
+/// What [`open_without_symlinks`] found.
+enum Opened {
+    /// Opened, with its metadata: the path is canonical.
+    File(File, Metadata),
+    /// Missing, or not to be opened: the answer.
+    Refused(Refusal),
+    /// A symlink on the way, or no `openat2`: canonicalize instead.
+    SlowPath,
+}
+
+/// Set once `openat2` turns out to be missing (a kernel before 5.6, or a
+/// seccomp filter that refuses it), so it is not tried on every request.
+static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
+
+/// Opens `path` read-only if no component of it is a symlink. Non-blocking,
+/// so that a FIFO cannot hold the open, as nginx opens files; reads of a
+/// regular file ignore the flag.
+fn open_without_symlinks(path: &Path) -> Opened {
+    use rustix::fs::{CWD, Mode, OFlags, ResolveFlags, openat2};
+    use rustix::io::Errno;
+    if NO_OPENAT2.load(Ordering::Relaxed) {
+        return Opened::SlowPath;
+    }
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
+    let resolve = ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    match openat2(CWD, path, flags, Mode::empty(), resolve) {
+        Ok(fd) => {
+            let file = File::from(fd);
+            match file.metadata() {
+                Ok(meta) => Opened::File(file, meta),
+                Err(e) => Opened::Refused(io_refusal(&e)),
+            }
+        }
+        Err(Errno::LOOP | Errno::XDEV | Errno::AGAIN) => Opened::SlowPath,
+        Err(Errno::NOSYS | Errno::PERM | Errno::INVAL) => {
+            NO_OPENAT2.store(true, Ordering::Relaxed);
+            Opened::SlowPath
+        }
+        Err(e) => Opened::Refused(io_refusal(&io::Error::from(e))),
     }
 }
 
 /// The precompressed sibling of a file [`resolve`] returned (`app.js.br`
-/// for `app.js`, with `extension` `"br"`), when one exists as a regular
-/// file that the policy allows: a sibling that is a symlink out of the
-/// root is passed over, as the file itself would be refused.
-///
-/// A missing sibling, the common case, costs one `lstat`.
+/// for `app.js`, with `extension` `"br"`), opened, if one exists that
+/// may be served. A missing sibling, the common case, costs one failed
+/// `openat2`.
 pub fn sibling(
     root: &Path,
     file: &Path,
     extension: &str,
     policy: &PathPolicy,
-) -> Option<(PathBuf, Metadata)> {
+) -> Option<(PathBuf, File, Metadata)> {
     let mut name = file.file_name()?.to_owned();
     name.push(".");
     name.push(extension);
-    let path = file.with_file_name(name);
-    let meta = fs::symlink_metadata(&path).ok()?;
-    if meta.is_file() {
-        // Beside a canonical file inside the root, not a link: inside too.
-        return Some((path, meta));
-    }
-    if !meta.file_type().is_symlink() {
-        return None;
-    }
-    let (canonical, meta) = contained(root, &path, policy).ok()?;
-    meta.is_file().then_some((canonical, meta))
+    open_known(root, file.with_file_name(name), policy)
 }
 
 /// The canonical form of `joined` (a path under `root`) and its metadata,
@@ -382,7 +468,7 @@ mod tests {
         /// The path of a served file, or a panic naming what came instead.
         fn file(&self, raw: &str, policy: PathPolicy) -> PathBuf {
             match resolve(&self.root, raw, &policy) {
-                Ok(Target::File { path, meta }) => {
+                Ok(Target::File { path, meta, .. }) => {
                     assert_eq!(meta.len(), fs::metadata(&path).unwrap().len());
                     path
                 }
@@ -593,6 +679,43 @@ mod tests {
             fx.resolve_with("/.link_out", FOLLOW_OUT).unwrap_err(),
             Refusal::NotFound
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_index_or_sibling_linking_out_is_passed_over() {
+        let fx = Fixture::new("known-names");
+        let policy = PathPolicy::default();
+        fs::create_dir(fx.root.join("site")).unwrap();
+        std::os::unix::fs::symlink(fx.outside.join("file.txt"), fx.root.join("site/index.html"))
+            .unwrap();
+        std::os::unix::fs::symlink(fx.outside.join("file.txt"), fx.root.join("a.txt.gz")).unwrap();
+        fs::write(fx.root.join("a.txt.br"), "br").unwrap();
+        let site = fx.root.join("site");
+        assert!(index(&fx.root, &site, &policy).is_none());
+        assert!(sibling(&fx.root, &fx.root.join("a.txt"), "gz", &policy).is_none());
+        let (path, _, meta) = sibling(&fx.root, &fx.root.join("a.txt"), "br", &policy).unwrap();
+        assert_eq!((path, meta.len()), (fx.root.join("a.txt.br"), 2));
+        // Followed out on purpose, they are served.
+        assert!(index(&fx.root, &site, &FOLLOW_OUT).is_some());
+        // An index inside is found, through a link inside too.
+        std::os::unix::fs::symlink(fx.root.join("index.html"), fx.root.join("sub/index.html"))
+            .unwrap();
+        let (path, ..) = index(&fx.root, &fx.root.join("sub"), &policy).unwrap();
+        assert_eq!(path, fx.root.join("index.html"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_is_not_found_and_never_blocks() {
+        let fx = Fixture::new("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(fx.root.join("pipe"))
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(made, "mkfifo");
+        // A blocking open would wait here for a writer forever.
+        assert_eq!(fx.refused("/pipe"), Refusal::NotFound);
     }
 
     #[cfg(unix)]

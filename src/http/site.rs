@@ -6,14 +6,16 @@
 //! `If-Modified-Since`, `Accept`) are read with the `headers` crate; which
 //! file a path means is [`super::path`]'s decision alone.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
-use std::fs::Metadata;
+use std::fs::{File, Metadata};
 use std::io;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
 use headers::{
     ContentLength, ContentType, ETag, HeaderMapExt, IfMatch, IfModifiedSince, IfNoneMatch,
     IfUnmodifiedSince, LastModified,
@@ -25,6 +27,7 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use super::auth::BasicAuth;
 use super::body::{Body, ReadBody, empty, full};
+use super::cache::{self, FileCache};
 use super::encoding::{self, Coding};
 use super::path::{self, PathPolicy, Refusal, Target};
 use super::range::{self, Selection};
@@ -113,6 +116,8 @@ pub struct Site {
     auth: Option<Arc<BasicAuth>>,
     /// Compress text on the fly for clients that accept it.
     compress: bool,
+    /// Small files recently served.
+    cache: FileCache,
 }
 
 impl Site {
@@ -159,6 +164,7 @@ impl Site {
                 None => None,
             },
             compress: !config.no_compress,
+            cache: FileCache::default(),
         })
     }
 
@@ -235,6 +241,10 @@ impl Site {
 
     async fn static_file(&self, root: &Path, req: &Request<Incoming>) -> Response<Body> {
         let raw = req.uri().path();
+        if let Some(hit) = self.cache.get(raw) {
+            let source = Source::Read(hit.bytes);
+            return self.file(root, &hit.path, source, &hit.meta, req).await;
+        }
         match path::resolve(root, raw, &self.policy) {
             Err(refusal) => refused(refusal),
             Ok(Target::Dir {
@@ -248,14 +258,16 @@ impl Site {
                 }
                 redirect(&location)
             }
-            Ok(Target::Dir { path, .. }) => {
-                let index = path.join("index.html");
-                match std::fs::metadata(&index) {
-                    Ok(meta) if meta.is_file() => self.file(root, &index, &meta, req).await,
-                    _ => self.listing(&path, raw, req).await,
+            Ok(Target::Dir { path, .. }) => match path::index(root, &path, &self.policy) {
+                Some((index, file, meta)) => {
+                    self.file(root, &index, Source::Open(file), &meta, req)
+                        .await
                 }
+                None => self.listing(&path, raw, req).await,
+            },
+            Ok(Target::File { path, meta, file }) => {
+                self.file(root, &path, Source::Open(file), &meta, req).await
             }
-            Ok(Target::File { path, meta }) => self.file(root, &path, &meta, req).await,
         }
     }
 
@@ -266,6 +278,7 @@ impl Site {
         &self,
         root: &Path,
         path: &Path,
+        source: Source,
         meta: &Metadata,
         req: &Request<Incoming>,
     ) -> Response<Body> {
@@ -278,22 +291,28 @@ impl Site {
         } else {
             Choice::AsIs
         };
-        let mut res = match &choice {
-            Choice::AsIs => serve_file(path, meta, strong_etag(meta, ""), &mime, req).await,
-            Choice::Precompressed(coding, sibling, sibling_meta) => {
+        let mut res = match choice {
+            Choice::AsIs => {
+                let source = self.remember(req.uri().path(), path, source, meta);
+                serve_file(path, source, meta, strong_etag(meta, ""), &mime, req).await
+            }
+            Choice::Precompressed(coding, found) => {
+                let (sibling, sibling_file, sibling_meta) = *found;
                 // The sibling's own validator, marked with its extension:
                 // it changes when the sibling does.
-                let etag = strong_etag(sibling_meta, &format!(".{}", coding.extension()));
-                let mut res = serve_file(sibling, sibling_meta, etag, &mime, req).await;
+                let etag = strong_etag(&sibling_meta, &format!(".{}", coding.extension()));
+                let source = Source::Open(sibling_file);
+                let mut res = serve_file(&sibling, source, &sibling_meta, etag, &mime, req).await;
                 if res.status() == StatusCode::OK {
-                    set_coding(&mut res, *coding);
+                    set_coding(&mut res, coding);
                 }
                 res
             }
             Choice::OnTheFly(coding) => {
                 let etag = strong_etag(meta, &format!("-{}", coding.token()));
-                let res = serve_file(path, meta, etag, &mime, req).await;
-                compressed(res, *coding)
+                let source = self.remember(req.uri().path(), path, source, meta);
+                let res = serve_file(path, source, meta, etag, &mime, req).await;
+                compressed(res, coding)
             }
         };
         let headers = res.headers_mut();
@@ -304,6 +323,25 @@ impl Site {
             headers.insert(header::CACHE_CONTROL, value.clone());
         }
         res
+    }
+
+    /// A small file read whole and cached as the answer to `raw`; others
+    /// as they are.
+    fn remember(&self, raw: &str, path: &Path, source: Source, meta: &Metadata) -> Source {
+        match source {
+            Source::Open(file) if meta.len() <= cache::MAX_FILE => {
+                match read_small(&file, 0, meta.len()) {
+                    Ok(bytes) => {
+                        let bytes = Bytes::from(bytes);
+                        self.cache.put(raw, path, meta, bytes.clone());
+                        Source::Read(bytes)
+                    }
+                    // Reported by serve_file, which reads again.
+                    Err(_) => Source::Open(file),
+                }
+            }
+            other => other,
+        }
     }
 
     /// Which representation of a compressible file to send: a
@@ -319,10 +357,10 @@ impl Site {
     ) -> Choice {
         let accepted = encoding::accepted(headers);
         for &coding in &accepted {
-            if let Some((sibling, sibling_meta)) =
+            if let Some((sibling, file, meta)) =
                 path::sibling(root, path, coding.extension(), &self.policy)
             {
-                return Choice::Precompressed(coding, sibling, sibling_meta);
+                return Choice::Precompressed(coding, Box::new((sibling, file, meta)));
             }
         }
         match accepted.first() {
@@ -368,22 +406,49 @@ impl Site {
 
 /// A file's type by its extension; text is declared UTF-8, without which
 /// browsers read it as windows-1252 and show `café` as `cafÃ©`.
-fn content_type(path: &Path) -> mime_guess::Mime {
-    let mime = mime_guess::from_path(path).first_or_octet_stream();
-    if mime.type_() == mime_guess::mime::TEXT && mime.get_param("charset").is_none() {
-        return format!("{}; charset=utf-8", mime.essence_str())
-            .parse()
-            .unwrap_or(mime);
+fn content_type(path: &Path) -> Cow<'static, str> {
+    let mime = mime_guess::from_path(path)
+        .first_raw()
+        .unwrap_or("application/octet-stream");
+    if mime.starts_with("text/") {
+        Cow::Owned(format!("{mime}; charset=utf-8"))
+    } else {
+        Cow::Borrowed(mime)
     }
-    mime
+}
+
+/// Where a file's bytes come from.
+enum Source {
+    /// The open file.
+    Open(File),
+    /// All of it, read already (from the cache, or just now).
+    Read(Bytes),
+}
+
+impl Source {
+    /// At most `len` bytes from `start`.
+    fn range(&self, start: u64, len: u64) -> io::Result<Bytes> {
+        match self {
+            Source::Open(file) => read_small(file, start, len).map(Bytes::from),
+            Source::Read(bytes) => Ok(slice(bytes, start, len)),
+        }
+    }
+}
+
+/// `bytes[start..start + len]`, cut at the end of `bytes`, without a copy.
+fn slice(bytes: &Bytes, start: u64, len: u64) -> Bytes {
+    let start = usize::try_from(start).map_or(bytes.len(), |s| s.min(bytes.len()));
+    let end =
+        usize::try_from(len).map_or(bytes.len(), |l| start.saturating_add(l).min(bytes.len()));
+    bytes.slice(start..end)
 }
 
 /// What [`Site::choose`] picked for a file.
 enum Choice {
     /// The file as it is.
     AsIs,
-    /// A sibling file holding the content in this coding.
-    Precompressed(Coding, PathBuf, Metadata),
+    /// A sibling file holding the content in this coding, opened.
+    Precompressed(Coding, Box<(PathBuf, File, Metadata)>),
     /// The file, compressed as it is sent.
     OnTheFly(Coding),
 }
@@ -476,13 +541,15 @@ fn listing_html(raw: &str, entries: &[Entry]) -> String {
     out
 }
 
-/// Serves one file as `mime` with `etag`: validators, conditional
-/// answers, and the body streamed from disk.
+/// Serves one open file (`path` names it in the debug log) as `mime`
+/// with `etag`: validators, conditional answers, and the body read from
+/// it.
 async fn serve_file(
     path: &Path,
+    source: Source,
     meta: &Metadata,
     etag: Option<ETag>,
-    mime: &mime_guess::Mime,
+    mime: &str,
     req: &Request<Incoming>,
 ) -> Response<Body> {
     let modified = meta.modified().ok();
@@ -499,7 +566,7 @@ async fn serve_file(
             } else {
                 Selection::Whole
             };
-            match file_response(path, meta.len(), selection, mime).await {
+            match file_response(source, meta.len(), selection, mime).await {
                 Ok(res) => res,
                 Err(e) => {
                     tracing::debug!(path = %path.display(), error = %e, "cannot read");
@@ -548,26 +615,26 @@ fn preconditions(
 
 /// The 200, 206 or 416 for a file of `len` bytes.
 async fn file_response(
-    path: &Path,
+    source: Source,
     len: u64,
     selection: Selection,
-    mime: &mime_guess::Mime,
+    mime: &str,
 ) -> io::Result<Response<Body>> {
     let (status, body, content_type) = match selection {
         Selection::Whole => (
             StatusCode::OK,
-            file_body(path, 0, len).await?,
-            mime.to_string(),
+            file_body(source, 0, len)?,
+            Cow::Borrowed(mime),
         ),
         Selection::One(range) => {
             let (start, end) = (*range.start(), *range.end());
-            let body = file_body(path, start, end - start + 1).await?;
+            let body = file_body(source, start, end - start + 1)?;
             let mut res = Response::new(body);
             *res.status_mut() = StatusCode::PARTIAL_CONTENT;
             if let Ok(cr) = headers::ContentRange::bytes(start..=end, len) {
                 res.headers_mut().typed_insert(cr);
             }
-            return Ok(finish(res, mime.as_ref()));
+            return Ok(finish(res, mime));
         }
         Selection::Many(ranges) => {
             let total: u64 = ranges.iter().map(|r| r.end() - r.start() + 1).sum();
@@ -576,12 +643,12 @@ async fn file_response(
                 // whole file instead, which RFC 9110 allows.
                 (
                     StatusCode::OK,
-                    file_body(path, 0, len).await?,
-                    mime.to_string(),
+                    file_body(source, 0, len)?,
+                    Cow::Borrowed(mime),
                 )
             } else {
-                let (body, boundary) = multipart(path, len, &ranges, mime)?;
-                let content_type = format!("multipart/byteranges; boundary={boundary}");
+                let (body, boundary) = multipart(&source, len, &ranges, mime)?;
+                let content_type = Cow::Owned(format!("multipart/byteranges; boundary={boundary}"));
                 (StatusCode::PARTIAL_CONTENT, full(body), content_type)
             }
         }
@@ -612,24 +679,24 @@ fn finish(mut res: Response<Body>, content_type: &str) -> Response<Body> {
 
 /// `len` bytes of the file from `start`: read at once when small,
 /// streamed otherwise.
-async fn file_body(path: &Path, start: u64, len: u64) -> io::Result<Body> {
-    if len <= SMALL_FILE {
-        return read_small(path, start, len).map(full);
-    }
-    use tokio::io::AsyncSeekExt as _;
-    let mut file = tokio::fs::File::open(path).await?;
-    if start > 0 {
-        file.seek(io::SeekFrom::Start(start)).await?;
-    }
+fn file_body(source: Source, start: u64, len: u64) -> io::Result<Body> {
+    let mut file = match source {
+        Source::Read(bytes) => return Ok(full(slice(&bytes, start, len))),
+        Source::Open(file) if len <= SMALL_FILE => return read_small(&file, start, len).map(full),
+        Source::Open(file) => file,
+    };
+    use std::io::Seek as _;
+    file.seek(io::SeekFrom::Start(start))?;
+    let file = tokio::fs::File::from_std(file);
     Ok(ReadBody::exact(file, len, FILE_CHUNK).boxed_unsync())
 }
 
 /// A `multipart/byteranges` body (RFC 9110 14.6) and its boundary.
 fn multipart(
-    path: &Path,
+    source: &Source,
     len: u64,
     ranges: &[RangeInclusive<u64>],
-    mime: &mime_guess::Mime,
+    mime: &str,
 ) -> io::Result<(Vec<u8>, String)> {
     use std::sync::atomic::{AtomicU64, Ordering};
     static PARTS: AtomicU64 = AtomicU64::new(0);
@@ -649,7 +716,7 @@ fn multipart(
             Writer(&mut body),
             "--{boundary}\r\nContent-Type: {mime}\r\nContent-Range: bytes {start}-{end}/{len}\r\n\r\n"
         );
-        body.extend_from_slice(&read_small(path, start, end - start + 1)?);
+        body.extend_from_slice(&source.range(start, end - start + 1)?);
         body.extend_from_slice(b"\r\n");
     }
     let _ = write!(Writer(&mut body), "--{boundary}--\r\n");
@@ -666,18 +733,23 @@ impl std::fmt::Write for Writer<'_> {
     }
 }
 
-/// Reads at most `len` bytes of a file from `start`: open, one read,
-/// close (no `stat` and no read to find the end, which `std::fs::read`
-/// would add). What was read is what is sent, should the file have
-/// changed since its metadata was taken.
-fn read_small(path: &Path, start: u64, len: u64) -> io::Result<Vec<u8>> {
-    use std::io::{Read as _, Seek as _};
-    let mut file = std::fs::File::open(path)?;
-    if start > 0 {
-        file.seek(io::SeekFrom::Start(start))?;
+/// Reads at most `len` bytes of an open file from `start`, in one
+/// `pread` when the file is as long as its metadata said (no read to find
+/// the end, which `read_to_end` would add). What was read is what is
+/// sent, should the file have changed since its metadata was taken.
+fn read_small(file: &File, start: u64, len: u64) -> io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt as _;
+    let mut bytes = vec![0; usize::try_from(len).unwrap_or(0)];
+    let mut got = 0;
+    while got < bytes.len() {
+        match file.read_at(&mut bytes[got..], start + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
-    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-    file.take(len).read_to_end(&mut bytes)?;
+    bytes.truncate(got);
     Ok(bytes)
 }
 
