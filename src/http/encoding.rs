@@ -186,17 +186,17 @@ pub fn worth_compressing(content_type: &str) -> bool {
 pub fn compress(body: Body, coding: Coding) -> Body {
     let source = StreamReader::new(BodyDataStream::new(body));
     match coding {
-        Coding::Brotli => ReadBody::chunked(
+        Coding::Brotli => ReadBody::new(
             BrotliEncoder::with_quality(source, Level::Precise(BROTLI_QUALITY)),
             COMPRESSED_CHUNK,
         )
         .boxed_unsync(),
-        Coding::Zstd => ReadBody::chunked(
+        Coding::Zstd => ReadBody::new(
             ZstdEncoder::with_quality(source, Level::Precise(ZSTD_LEVEL)),
             COMPRESSED_CHUNK,
         )
         .boxed_unsync(),
-        Coding::Gzip => ReadBody::chunked(
+        Coding::Gzip => ReadBody::new(
             GzipEncoder::with_quality(source, Level::Precise(GZIP_LEVEL)),
             COMPRESSED_CHUNK,
         )
