@@ -220,3 +220,39 @@ impl HttpBody for FileBody {
         SizeHint::with_exact(self.remaining)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// All of a body's bytes.
+    async fn collect(body: impl HttpBody<Data = Bytes, Error = io::Error>) -> io::Result<Vec<u8>> {
+        Ok(body.collect().await?.to_bytes().to_vec())
+    }
+
+    #[tokio::test]
+    async fn a_file_body_reads_cold_and_hot_files_alike() {
+        let path = std::env::temp_dir().join(format!("sockit-body-{}", std::process::id()));
+        let content: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+        std::fs::write(&path, &content).unwrap();
+        let file = File::open(&path).unwrap();
+        file.sync_all().unwrap();
+        // Out of the page cache, so that the reads go to the pool.
+        rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+        for _ in 0..2 {
+            let file = File::open(&path).unwrap();
+            let body = FileBody::new(file, 0, content.len() as u64, 256 * 1024);
+            assert_eq!(collect(body).await.unwrap(), content);
+        }
+        // A range, in odd-sized reads.
+        let file = File::open(&path).unwrap();
+        let body = FileBody::new(file, 12_345, 1_000_000, 77_777);
+        assert_eq!(collect(body).await.unwrap(), &content[12_345..1_012_345]);
+        // A file shorter than announced is an error, not a short body.
+        let file = File::open(&path).unwrap();
+        let body = FileBody::new(file, 2_999_000, 5_000, 4096);
+        let err = collect(body).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        std::fs::remove_file(&path).unwrap();
+    }
+}
