@@ -243,7 +243,7 @@ impl Site {
         let raw = req.uri().path();
         if let Some(hit) = self.cache.get(raw) {
             let source = Source::Read(hit.bytes);
-            return self.file(root, &hit.path, source, &hit.meta, req).await;
+            return self.file(root, &hit.path, source, &hit.meta, req);
         }
         match path::resolve(root, raw, &self.policy) {
             Err(refusal) => refused(refusal),
@@ -261,12 +261,14 @@ impl Site {
             Ok(Target::Dir { path, .. }) => match path::index(root, &path, &self.policy) {
                 Some((index, file, meta)) => {
                     self.file(root, &index, Source::Open(file), &meta, req)
-                        .await
                 }
-                None => self.listing(&path, raw, req).await,
+                // Boxed: the listing's state (a directory read on the
+                // blocking pool) would otherwise make every request's
+                // future as large as its own, copied at each spawn.
+                None => Box::pin(self.listing(&path, raw, req)).await,
             },
             Ok(Target::File { path, meta, file }) => {
-                self.file(root, &path, Source::Open(file), &meta, req).await
+                self.file(root, &path, Source::Open(file), &meta, req)
             }
         }
     }
@@ -274,7 +276,7 @@ impl Site {
     /// A file's answer: the representation the client is best served
     /// with (the file, a precompressed sibling, or the file compressed on
     /// the fly), with `--cache-control` on it.
-    async fn file(
+    fn file(
         &self,
         root: &Path,
         path: &Path,
@@ -294,7 +296,7 @@ impl Site {
         let mut res = match choice {
             Choice::AsIs => {
                 let source = self.remember(req.uri().path(), path, source, meta);
-                serve_file(path, source, meta, strong_etag(meta, ""), &mime, req).await
+                serve_file(path, source, meta, strong_etag(meta, ""), &mime, req)
             }
             Choice::Precompressed(coding, found) => {
                 let (sibling, sibling_file, sibling_meta) = *found;
@@ -302,7 +304,7 @@ impl Site {
                 // it changes when the sibling does.
                 let etag = strong_etag(&sibling_meta, &format!(".{}", coding.extension()));
                 let source = Source::Open(sibling_file);
-                let mut res = serve_file(&sibling, source, &sibling_meta, etag, &mime, req).await;
+                let mut res = serve_file(&sibling, source, &sibling_meta, etag, &mime, req);
                 if res.status() == StatusCode::OK {
                     set_coding(&mut res, coding);
                 }
@@ -311,7 +313,7 @@ impl Site {
             Choice::OnTheFly(coding) => {
                 let etag = strong_etag(meta, &format!("-{}", coding.token()));
                 let source = self.remember(req.uri().path(), path, source, meta);
-                let res = serve_file(path, source, meta, etag, &mime, req).await;
+                let res = serve_file(path, source, meta, etag, &mime, req);
                 compressed(res, coding)
             }
         };
@@ -544,7 +546,7 @@ fn listing_html(raw: &str, entries: &[Entry]) -> String {
 /// Serves one open file (`path` names it in the debug log) as `mime`
 /// with `etag`: validators, conditional answers, and the body read from
 /// it.
-async fn serve_file(
+fn serve_file(
     path: &Path,
     source: Source,
     meta: &Metadata,
@@ -566,7 +568,7 @@ async fn serve_file(
             } else {
                 Selection::Whole
             };
-            match file_response(source, meta.len(), selection, mime).await {
+            match file_response(source, meta.len(), selection, mime) {
                 Ok(res) => res,
                 Err(e) => {
                     tracing::debug!(path = %path.display(), error = %e, "cannot read");
@@ -614,7 +616,7 @@ fn preconditions(
 }
 
 /// The 200, 206 or 416 for a file of `len` bytes.
-async fn file_response(
+fn file_response(
     source: Source,
     len: u64,
     selection: Selection,
