@@ -495,6 +495,18 @@ fn nothing_outside_the_root_and_no_dotfiles() {
         c.request("GET", "/inside-link.txt", &[]).text(),
         "hello file\n"
     );
+    // An index.html linked out of the root is passed over: a listing.
+    std::fs::create_dir(root.0.join("escape-index")).unwrap();
+    std::os::unix::fs::symlink(
+        _outside.0.join("secret.txt"),
+        root.0.join("escape-index/index.html"),
+    )
+    .unwrap();
+    let r = c.request("GET", "/escape-index/", &[]);
+    assert_eq!(r.status, 200);
+    assert!(!r.text().contains("outside the root"), "{}", r.text());
+    assert!(r.text().contains("Index of /escape-index/"), "{}", r.text());
+
     // The trailing-slash redirect is never an open redirect.
     std::fs::create_dir(root.0.join("evil.example")).unwrap();
     let r = c.request("GET", "//evil.example", &[]);

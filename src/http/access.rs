@@ -43,7 +43,15 @@ impl AccessRecord {
                 PeerAddr::Ip(addr) => addr.ip().to_string(),
                 PeerAddr::Unix(_) => peer.to_string(),
             },
-            request: escape(&format!("{} {} {version}", req.method(), req.uri())),
+            // The path as HTTP/1.1 sends it: HTTP/2 requests carry the
+            // scheme and authority too, which nginx leaves out as well.
+            request: escape(&format!(
+                "{} {} {version}",
+                req.method(),
+                req.uri()
+                    .path_and_query()
+                    .map_or_else(|| req.uri().to_string(), ToString::to_string)
+            )),
             referer: header(REFERER),
             user_agent: header(USER_AGENT),
         }
@@ -155,6 +163,15 @@ mod tests {
         let record = AccessRecord::new(&req, &peer);
         assert_eq!(record.client, "127.0.0.1");
         assert_eq!(record.request, "GET /x?y=1 HTTP/1.1");
+        let h2 = Request::builder()
+            .uri("https://example.org:8443/a%20b?c")
+            .version(Version::HTTP_2)
+            .body(())
+            .unwrap();
+        assert_eq!(
+            AccessRecord::new(&h2, &peer).request,
+            "GET /a%20b?c HTTP/2.0"
+        );
         assert_eq!(record.referer, "-");
         assert_eq!(record.user_agent, "evil\\x22 200 0 \\x22");
     }
