@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{MAX_MAX_CONNS, MAX_MAX_LINE, MAX_UDP_RATE};
+use crate::http::path::Symlinks;
 use crate::net::tls::ClientTlsOptions;
 use crate::service::ServiceKind;
 use crate::units::{parse_bytes, parse_duration, parse_nonzero_duration};
@@ -136,10 +137,18 @@ pub struct HttpArgs {
     /// http: require this user and password (HASH from `sockit hash-password`).
     #[arg(long, value_name = "USER:HASH")]
     pub basic_auth: Option<String>,
+    /// http: which symlinks are followed: inside (those whose target
+    /// stays inside the root), any, or none.
+    #[arg(long, value_name = "POLICY", value_parser = parse_symlinks)]
+    pub symlinks: Option<Symlinks>,
     /// http: send files as they are, never compressed on the fly
     /// (precompressed .br/.zst/.gz siblings are still served).
     #[arg(long)]
     pub no_compress: bool,
+}
+
+fn parse_symlinks(text: &str) -> Result<Symlinks, String> {
+    text.parse()
 }
 
 /// The certificate and handshake limit of `tls://` listeners, shared by

@@ -396,6 +396,7 @@ struct HttpEntry {
     header: Vec<String>,
     basic_auth: Option<String>,
     compress: Option<bool>,
+    symlinks: Option<String>,
 }
 
 impl HttpEntry {
@@ -419,6 +420,10 @@ impl HttpEntry {
             },
             basic_auth: self.basic_auth.clone().or_else(|| cli.basic_auth.clone()),
             no_compress: self.compress.map_or(cli.no_compress, |on| !on),
+            symlinks: match &self.symlinks {
+                Some(text) => Some(text.parse()?),
+                None => cli.symlinks,
+            },
         })
     }
 }
@@ -434,12 +439,13 @@ fn site_config(service: ServiceKind, http: &HttpArgs) -> Result<SiteConfig, Stri
         || http.cors
         || !http.headers.is_empty()
         || http.basic_auth.is_some()
-        || http.no_compress;
+        || http.no_compress
+        || http.symlinks.is_some();
     if service != ServiceKind::Http {
         if given {
             return Err(format!(
                 "--root, --hidden, --header-timeout, --cache-control, --cors, --header, \
-                 --basic-auth and --no-compress are for the http service, not {}",
+                 --basic-auth, --symlinks and --no-compress are for the http service, not {}",
                 service.name()
             ));
         }
@@ -454,6 +460,7 @@ fn site_config(service: ServiceKind, http: &HttpArgs) -> Result<SiteConfig, Stri
         headers: http.headers.clone(),
         basic_auth: http.basic_auth.clone(),
         no_compress: http.no_compress,
+        symlinks: http.symlinks.unwrap_or_default(),
     };
     // Built once here only to check it; the server builds its own.
     Site::new(&site)?;

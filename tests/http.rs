@@ -966,3 +966,36 @@ fn a_changed_file_is_never_served_from_the_cache() {
     std::os::unix::fs::symlink(&outside.0, root.0.join("d")).unwrap();
     assert_eq!(c.request("GET", "/d/secret.txt", &[]).status, 403);
 }
+
+#[test]
+fn symlink_policies_inside_any_and_none() {
+    let (root, _outside) = site();
+    let p = serve_root(&root, &["--symlinks", "any"]);
+    let mut c = Client::connect(p.host_port(0));
+    assert_eq!(
+        c.request("GET", "/outside-link.txt", &[]).text(),
+        "outside the root"
+    );
+    assert_eq!(c.request("GET", "/inside-link.txt", &[]).status, 200);
+    // Dotfiles stay hidden whatever the links.
+    assert_eq!(c.request("GET", "/.env", &[]).status, 404);
+
+    let p = serve_root(&root, &["--symlinks", "none"]);
+    let mut c = Client::connect(p.host_port(0));
+    assert_eq!(c.request("GET", "/inside-link.txt", &[]).status, 403);
+    assert_eq!(c.request("GET", "/outside-link.txt", &[]).status, 403);
+    assert_eq!(c.request("GET", "/hello.txt", &[]).text(), "hello file\n");
+
+    let dir = root.0.to_str().unwrap();
+    let out = run_bounded(
+        &["serve", "http", "--root", dir, "--symlinks", "sometimes"],
+        LIMIT,
+    );
+    assert!(
+        out.failure(2).contains("inside, any or none"),
+        "{}",
+        out.failure(2)
+    );
+    let out = run_bounded(&["serve", "echo", "--symlinks", "none"], LIMIT);
+    assert!(out.failure(2).contains("--symlinks"), "{}", out.failure(2));
+}

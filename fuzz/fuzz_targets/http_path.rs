@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use sockit::http::path::{PathPolicy, Target, redirect_location, resolve};
+use sockit::http::path::{PathPolicy, Symlinks, Target, redirect_location, resolve};
 
 /// The root, built once per fuzzing process under the temp directory.
 fn root() -> &'static Path {
@@ -50,7 +50,7 @@ fuzz_target!(|data: &[u8]| {
     for hidden in [false, true] {
         let policy = PathPolicy {
             hidden,
-            follow_symlinks_out: false,
+            symlinks: Symlinks::Inside,
         };
         let path = match resolve(root, &raw, &policy) {
             Ok(Target::File { path, .. } | Target::Dir { path, .. }) => path,

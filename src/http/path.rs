@@ -27,8 +27,36 @@ pub const MAX_PATH: usize = 4096;
 pub struct PathPolicy {
     /// Serve dotfiles and files in dot-directories (`--hidden`).
     pub hidden: bool,
-    /// Follow symlinks whose target lies outside the root.
-    pub follow_symlinks_out: bool,
+    /// Which symlinks are followed (`--symlinks`).
+    pub symlinks: Symlinks,
+}
+
+/// Which symlinks a path may go through.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Symlinks {
+    /// Those whose target stays inside the root (`inside`).
+    #[default]
+    Inside,
+    /// Any, wherever they lead (`any`): for a root that links to content
+    /// kept elsewhere, on purpose.
+    Any,
+    /// None at all (`none`), as nginx's `disable_symlinks on`.
+    Never,
+}
+
+impl std::str::FromStr for Symlinks {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Symlinks, String> {
+        match text {
+            "inside" => Ok(Symlinks::Inside),
+            "any" => Ok(Symlinks::Any),
+            "none" => Ok(Symlinks::Never),
+            _ => Err(format!(
+                "{text:?} is not a symlink policy (inside, any or none)"
+            )),
+        }
+    }
 }
 
 /// What a request path maps to. Paths are canonical: absolute, with no
@@ -103,7 +131,7 @@ impl Refusal {
 /// `etc/passwd` under the root. A segment starting with `.` without
 /// [`PathPolicy::hidden`] is a 404 before the filesystem is touched. The
 /// joined path is then canonicalized and must still lie under the root
-/// (unless [`PathPolicy::follow_symlinks_out`]) and, without `hidden`, have
+/// (unless [`Symlinks::Any`]) and, without `hidden`, have
 /// no dot component under it (a symlink `visible -> .secret` exposes
 /// nothing). A file asked for with a trailing slash is a 404, as in POSIX.
 /// Only the requested path is checked: a directory listing must leave
@@ -306,13 +334,18 @@ fn contained(
     policy: &PathPolicy,
 ) -> Result<(PathBuf, Metadata), Refusal> {
     let canonical = fs::canonicalize(joined).map_err(|e| io_refusal(&e))?;
+    // `joined` has no `.` or `..`: if it is not canonical, a symlink was
+    // on the way.
+    if policy.symlinks == Symlinks::Never && canonical != joined {
+        return Err(Refusal::Forbidden);
+    }
     match canonical.strip_prefix(root) {
         Ok(under_root) => {
             if !policy.hidden && under_root.components().any(|c| is_dot_name(c.as_os_str())) {
                 return Err(Refusal::NotFound);
             }
         }
-        Err(_) if !policy.follow_symlinks_out => return Err(Refusal::Forbidden),
+        Err(_) if policy.symlinks != Symlinks::Any => return Err(Refusal::Forbidden),
         // Outside the root on purpose: its parents are the operator's
         // business (a home directory's `.local`), its own name is not.
         Err(_) => {
@@ -492,16 +525,44 @@ mod tests {
 
     const DEFAULT: PathPolicy = PathPolicy {
         hidden: false,
-        follow_symlinks_out: false,
+        symlinks: Symlinks::Inside,
     };
     const HIDDEN: PathPolicy = PathPolicy {
         hidden: true,
-        follow_symlinks_out: false,
+        symlinks: Symlinks::Inside,
     };
     const FOLLOW_OUT: PathPolicy = PathPolicy {
         hidden: false,
-        follow_symlinks_out: true,
+        symlinks: Symlinks::Any,
     };
+    const NO_LINKS: PathPolicy = PathPolicy {
+        hidden: false,
+        symlinks: Symlinks::Never,
+    };
+
+    #[cfg(unix)]
+    #[test]
+    fn no_symlinks_at_all_when_told() {
+        let fx = Fixture::new("no-links");
+        for raw in [
+            "/link_in",
+            "/link_sub/b.txt",
+            "/link_out",
+            "/dir_out/file.txt",
+        ] {
+            assert_eq!(
+                fx.resolve_with(raw, NO_LINKS).unwrap_err(),
+                Refusal::Forbidden,
+                "{raw:?}"
+            );
+        }
+        assert_eq!(fx.file("/a.txt", NO_LINKS), fx.root.join("a.txt"));
+        assert_eq!(fx.file("/sub/b.txt", NO_LINKS), fx.root.join("sub/b.txt"));
+        // Nor for the known names beside a file.
+        std::os::unix::fs::symlink(fx.root.join("a.txt"), fx.root.join("sub/b.txt.gz")).unwrap();
+        assert!(sibling(&fx.root, &fx.root.join("sub/b.txt"), "gz", &NO_LINKS).is_none());
+        assert!(sibling(&fx.root, &fx.root.join("sub/b.txt"), "gz", &DEFAULT).is_some());
+    }
 
     #[test]
     fn plain_files_resolve_to_their_canonical_path() {

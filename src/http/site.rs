@@ -29,7 +29,7 @@ use super::auth::BasicAuth;
 use super::body::{Body, FileBody, empty, full};
 use super::cache::{self, FileCache};
 use super::encoding::{self, Coding};
-use super::path::{self, PathPolicy, Refusal, Target};
+use super::path::{self, PathPolicy, Refusal, Symlinks, Target};
 use super::range::{self, Selection};
 
 /// Default `--header-timeout`.
@@ -88,6 +88,8 @@ pub struct SiteConfig {
     pub basic_auth: Option<String>,
     /// Never compress on the fly (`--no-compress`).
     pub no_compress: bool,
+    /// Which symlinks are followed (`--symlinks`).
+    pub symlinks: Symlinks,
 }
 
 /// `Name: value`, as `--header` takes it.
@@ -144,7 +146,7 @@ impl Site {
             root,
             policy: PathPolicy {
                 hidden: config.hidden,
-                ..PathPolicy::default()
+                symlinks: config.symlinks,
             },
             header_timeout: config.header_timeout.unwrap_or(DEFAULT_HEADER_TIMEOUT),
             cache_control: match &config.cache_control {
