@@ -8,6 +8,7 @@ pub mod access;
 pub mod auth;
 pub mod body;
 pub mod cache;
+pub mod conditional;
 pub mod conn;
 pub mod encoding;
 pub mod path;

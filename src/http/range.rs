@@ -8,10 +8,10 @@
 use std::ops::RangeInclusive;
 use std::time::SystemTime;
 
-use headers::{ETag, HeaderMapExt, IfRange, LastModified};
+use headers::{ETag, IfRange, LastModified};
 use http_range_header::RangeUnsatisfiableError;
 use hyper::HeaderMap;
-use hyper::header::RANGE;
+use hyper::header::{IF_RANGE, RANGE};
 
 /// What to send of a file of a given length.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +40,11 @@ pub fn select(
         return Selection::Whole;
     };
     // A Range made for another version of the file is not for this one.
-    if let Some(if_range) = headers.typed_get::<IfRange>() {
+    // A malformed If-Range cannot match anything: the whole file too.
+    if headers.contains_key(IF_RANGE) {
+        let Some(if_range) = super::conditional::typed::<IfRange>(headers) else {
+            return Selection::Whole;
+        };
         let last_modified = modified.map(LastModified::from);
         if if_range.is_modified(etag, last_modified.as_ref()) {
             return Selection::Whole;
@@ -102,6 +106,8 @@ mod tests {
         h.insert("if-range", HeaderValue::from_static("\"v1\""));
         assert_eq!(select(&h, 10, Some(&etag), None), Selection::One(0..=0));
         h.insert("if-range", HeaderValue::from_static("\"v0\""));
+        assert_eq!(select(&h, 10, Some(&etag), None), Selection::Whole);
+        h.insert("if-range", HeaderValue::from_static("\"v 1\""));
         assert_eq!(select(&h, 10, Some(&etag), None), Selection::Whole);
     }
 }

@@ -16,10 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use headers::{
-    ContentLength, ContentType, ETag, HeaderMapExt, IfMatch, IfModifiedSince, IfNoneMatch,
-    IfUnmodifiedSince, LastModified,
-};
+use headers::{ContentLength, ContentType, ETag, HeaderMapExt, LastModified};
 use http_body_util::BodyExt;
 use hyper::body::{Body as HttpBody, Incoming};
 use hyper::header::{self, HeaderValue};
@@ -28,6 +25,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use super::auth::BasicAuth;
 use super::body::{Body, FileBody, empty, full};
 use super::cache::{self, FileCache};
+use super::conditional;
 use super::encoding::{self, Coding};
 use super::path::{self, PathPolicy, Refusal, Symlinks, Target};
 use super::range::{self, Selection};
@@ -558,7 +556,7 @@ fn serve_file(
 ) -> Response<Body> {
     let modified = meta.modified().ok();
     let headers = req.headers();
-    let mut res = match preconditions(headers, etag.as_ref(), modified) {
+    let mut res = match conditional::preconditions(headers, etag.as_ref(), modified) {
         Some(status) => {
             let mut res = Response::new(empty());
             *res.status_mut() = status;
@@ -586,35 +584,6 @@ fn serve_file(
         res.headers_mut().typed_insert(LastModified::from(m));
     }
     res
-}
-
-/// The conditional headers in RFC 9110 13.2.2's order: a failed
-/// If-Match (or, without it, If-Unmodified-Since) is 412; a matching
-/// If-None-Match (or, without it, an If-Modified-Since the file is not
-/// newer than) is 304. `None`: go on and send the file.
-fn preconditions(
-    headers: &hyper::HeaderMap,
-    etag: Option<&ETag>,
-    modified: Option<SystemTime>,
-) -> Option<StatusCode> {
-    if let Some(if_match) = headers.typed_get::<IfMatch>() {
-        if !etag.is_some_and(|etag| if_match.precondition_passes(etag)) {
-            return Some(StatusCode::PRECONDITION_FAILED);
-        }
-    } else if let (Some(since), Some(m)) = (headers.typed_get::<IfUnmodifiedSince>(), modified)
-        && !since.precondition_passes(m)
-    {
-        return Some(StatusCode::PRECONDITION_FAILED);
-    }
-    let not_modified = match (headers.typed_get::<IfNoneMatch>(), etag) {
-        (Some(inm), Some(etag)) => !inm.precondition_passes(etag),
-        (Some(_), None) => false,
-        (None, _) => match (headers.typed_get::<IfModifiedSince>(), modified) {
-            (Some(ims), Some(m)) => !ims.is_modified(m),
-            _ => false,
-        },
-    };
-    not_modified.then_some(StatusCode::NOT_MODIFIED)
 }
 
 /// The 200, 206 or 416 for a file of `len` bytes.
