@@ -14,13 +14,16 @@ one worker with sendfile on and the access log off. Scenarios:
 
 Writes benchmarks/http-results.md and prints it. Needs a release build,
 wrk and h2load (`apt-get install wrk nghttp2-client nginx-light`);
-missing tools or peers are skipped.
+missing tools or peers are skipped. miniserve and static-web-server join
+the plain-HTTP scenarios when on PATH (`cargo install --locked miniserve
+static-web-server`).
 """
 from __future__ import annotations
 
 import argparse
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -60,7 +63,29 @@ def servers(tmp: Path, www: Path, cert: Path, key: Path) -> dict[str, Server]:
             )
 
         out["nginx"] = Server("nginx", ["nginx", "-c", str(conf)], set(), prepare=write_conf)
+    # The Rust static servers a user might pick instead, when installed
+    # (`cargo install --locked miniserve static-web-server`); plain HTTP
+    # only. Each on its defaults, logging off.
+    if shutil.which("miniserve"):
+        out["miniserve"] = Server("miniserve", ["miniserve", "--interfaces", "127.0.0.1", "--port",
+                                                "{port}", "--quiet", str(www)], set())
+    if shutil.which("static-web-server"):
+        out["static-web-server"] = Server("static-web-server", [
+            "static-web-server", "--host", "127.0.0.1", "--port", "{port}", "--root", str(www),
+            "--log-level", "error"], set())
     return out
+
+
+def wait_for_port(port: int, limit: float = 10.0) -> None:
+    """Until something accepts on the port (servers without a listening line)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on {port}")
 
 
 def tls_port(server: Server) -> int:
@@ -97,11 +122,11 @@ def h2load(url: str, duration: str) -> dict:
 def measure(server: Server, scenario: str, duration: str) -> dict | None:
     server.start("http")
     try:
-        if server.name != "sockit" and server.name != "python http.server":
-            time.sleep(0.3)
+        if not server.reads_listening_line:
+            wait_for_port(server.port)
         cpu0 = tree_cpu_seconds(server.pid)
         if scenario == "h2":
-            if server.name == "python http.server" or not shutil.which("h2load"):
+            if not server.tls_port or not shutil.which("h2load"):
                 return None
             r = h2load(f"https://127.0.0.1:{tls_port(server)}/1k.txt", duration)
         else:
