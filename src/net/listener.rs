@@ -276,19 +276,26 @@ fn clear_stale_socket(path: &Path, datagram: bool) -> io::Result<()> {
 }
 
 /// Adopts sockets passed by systemd socket activation (`LISTEN_FDS`), in
-/// order, each as whatever kind of socket it is.
+/// order, each as whatever kind of socket it is. A TCP socket named `tls`
+/// or `tls-...` (`FileDescriptorName=` in the `.socket` unit, which
+/// systemd passes in `LISTEN_FDNAMES`) is served over TLS, as a `tls://`
+/// listener would be.
 ///
 /// # Errors
 /// A passed descriptor that is not a socket of a kind sockit serves.
 pub fn from_systemd() -> io::Result<Vec<Bound>> {
+    let names: Vec<String> = std::env::var("LISTEN_FDNAMES")
+        .map(|names| names.split(':').map(str::to_owned).collect())
+        .unwrap_or_default();
     let mut fds = listenfd::ListenFd::from_env();
     let mut bound = Vec::new();
     for i in 0..fds.len() {
+        let name = names.get(i).map_or("", String::as_str);
         if let Some(l) = fds.take_tcp_listener(i).ok().flatten() {
             l.set_nonblocking(true)?;
             bound.push(Bound::Stream(StreamListener::Tcp {
                 listener: TcpListener::from_std(l)?,
-                tls: false,
+                tls: name == "tls" || name.starts_with("tls-"),
             }));
         } else if let Some(s) = fds.take_udp_socket(i).ok().flatten() {
             s.set_nonblocking(true)?;

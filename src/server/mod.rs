@@ -10,6 +10,7 @@
 mod datagram;
 mod parking;
 mod stream;
+mod systemd;
 
 use std::future::Future;
 use std::io::Write;
@@ -321,6 +322,7 @@ pub fn block_on_serve(config: ServerConfig) -> anyhow::Result<()> {
             tokio::spawn(async move {
                 let name = signals.next().await;
                 tracing::info!("{name}: shutting down (again to close open connections now)");
+                systemd::stopping();
                 first.cancel();
                 let name = signals.next().await;
                 tracing::info!("{name} again: closing open connections now");
@@ -328,11 +330,13 @@ pub fn block_on_serve(config: ServerConfig) -> anyhow::Result<()> {
             });
         }
         let mut stdout = std::io::stdout().lock();
-        for endpoint in server.local_endpoints() {
+        let endpoints = server.local_endpoints();
+        for endpoint in &endpoints {
             writeln!(stdout, "listening on {endpoint}")?;
         }
         stdout.flush()?;
         drop(stdout);
+        systemd::ready(endpoints.len());
         server
             .run_with_force(first.cancelled(), second.cancelled())
             .await

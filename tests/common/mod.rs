@@ -41,12 +41,13 @@ impl Proc {
     /// Starts `cmd` with its stderr going to `stderr`, and waits for
     /// `listeners` listening lines.
     fn start_stderr(cmd: &mut Command, listeners: usize, stderr: Stdio) -> Proc {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("start sockit");
+        Self::start_own_stdio(cmd.stdin(Stdio::null()).stderr(stderr), listeners)
+    }
+
+    /// Like [`Proc::start_with`], but stdin and stderr stay as `cmd` has
+    /// them (descriptors passed to the child that way).
+    pub fn start_own_stdio(cmd: &mut Command, listeners: usize) -> Proc {
+        let mut child = cmd.stdout(Stdio::piped()).spawn().expect("start sockit");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
