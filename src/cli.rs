@@ -201,6 +201,11 @@ pub struct LimitArgs {
     /// `error: too many connections` and closed.
     #[arg(long, value_name = "N", value_parser = whole_number::<usize>(1, MAX_MAX_CONNS as u64))]
     pub max_conns: Option<usize>,
+    /// Connections served at once from any one IP address; beyond it a
+    /// new one from there is told `error: too many connections from your
+    /// address` and closed (default: no such limit).
+    #[arg(long, value_name = "N", value_parser = whole_number::<usize>(1, MAX_MAX_CONNS as u64))]
+    pub max_conns_per_ip: Option<usize>,
     /// Close a connection that has been silent this long (0s: never).
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     pub idle_timeout: Option<Duration>,

@@ -13,6 +13,7 @@
 //! name = "ping"
 //! listen = ["tcp://127.0.0.1:8888", "udp://127.0.0.1:8888"]
 //! max_conns = 1000           # 1 to 1000000
+//! max_conns_per_ip = 50      # one address cannot take every slot
 //! idle_timeout = "5m"        # or 300 (seconds); "0s": never
 //! max_line = "64KiB"         # or a number of bytes; at most 16MiB
 //! allow = ["127.0.0.0/8"]
@@ -98,6 +99,8 @@ pub struct ServiceConfig {
 pub struct Limits {
     /// Connections served at once.
     pub max_conns: usize,
+    /// Connections served at once from one IP address; `None`: no limit.
+    pub max_conns_per_ip: Option<usize>,
     /// Close connections silent this long; `None`: never.
     pub idle_timeout: Option<Duration>,
     /// Longest line for message services.
@@ -241,6 +244,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_conns: DEFAULT_MAX_CONNS,
+            max_conns_per_ip: None,
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             max_line: DEFAULT_MAX_LINE,
             access: AccessList::default(),
@@ -259,6 +263,7 @@ impl Limits {
         };
         let limits = Limits {
             max_conns: args.max_conns.unwrap_or(defaults.max_conns),
+            max_conns_per_ip: args.max_conns_per_ip.or(defaults.max_conns_per_ip),
             idle_timeout: match args.idle_timeout {
                 Some(d) => (!d.is_zero()).then_some(d),
                 None => defaults.idle_timeout,
@@ -279,6 +284,13 @@ impl Limits {
             return Err(format!(
                 "max_conns {}: must be between 1 and {MAX_MAX_CONNS}",
                 self.max_conns
+            ));
+        }
+        if let Some(n) = self.max_conns_per_ip
+            && !(1..=MAX_MAX_CONNS).contains(&n)
+        {
+            return Err(format!(
+                "max_conns_per_ip {n}: must be between 1 and {MAX_MAX_CONNS}"
             ));
         }
         if !(1..=MAX_MAX_LINE).contains(&self.max_line) {
@@ -496,6 +508,7 @@ impl TlsEntry {
 #[derive(Debug, Deserialize)]
 struct LimitEntry {
     max_conns: Option<usize>,
+    max_conns_per_ip: Option<usize>,
     idle_timeout: Option<DurationValue>,
     max_line: Option<ByteSize>,
     #[serde(default)]
@@ -539,6 +552,7 @@ impl LimitEntry {
     fn to_limits(&self, defaults: &Limits) -> Result<Limits, String> {
         let args = LimitArgs {
             max_conns: self.max_conns,
+            max_conns_per_ip: self.max_conns_per_ip,
             idle_timeout: self
                 .idle_timeout
                 .as_ref()
@@ -564,6 +578,7 @@ mod tests {
     fn no_cli() -> LimitArgs {
         LimitArgs {
             max_conns: None,
+            max_conns_per_ip: None,
             idle_timeout: None,
             max_line: None,
             allow: vec![],

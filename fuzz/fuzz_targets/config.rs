@@ -17,6 +17,7 @@ fuzz_target!(|data: &[u8]| {
         allow: vec![],
         deny: vec![],
         udp_rate: None,
+        max_conns_per_ip: None,
     };
     if let Err(e) = ServerConfig::from_toml(text, &cli, DEFAULT_GRACE, &TlsServerArgs::default()) {
         assert!(!e.contains('\n'), "{e}");

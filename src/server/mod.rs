@@ -9,6 +9,7 @@
 
 mod datagram;
 mod parking;
+mod permit;
 mod stream;
 mod systemd;
 
@@ -55,6 +56,8 @@ struct BoundService {
     /// One permit per open connection, shared by all of the service's
     /// listeners (`--max-conns` counts the service, not each listener).
     permits: Arc<Semaphore>,
+    /// `--max-conns-per-ip`'s counts, shared the same way.
+    per_ip: Option<Arc<permit::PerIp>>,
     socket: BoundSocket,
     name: String,
 }
@@ -90,6 +93,7 @@ impl Server {
         for svc in &config.services {
             let limits = Arc::new(svc.limits.clone());
             let permits = Arc::new(Semaphore::new(limits.max_conns));
+            let per_ip = limits.max_conns_per_ip.map(permit::PerIp::new);
             let service = svc.service.build(&svc.site).map_err(anyhow::Error::msg)?;
             let mut bound = Vec::new();
             if svc.systemd {
@@ -132,6 +136,7 @@ impl Server {
                     kind: svc.service,
                     limits: limits.clone(),
                     permits: permits.clone(),
+                    per_ip: per_ip.clone(),
                     socket,
                     name,
                 });
@@ -191,9 +196,14 @@ impl Server {
                         tls,
                         shutdown: shutdown.clone(),
                     };
-                    let (acceptor, lot) =
-                        stream::Acceptor::new(listener, bound.limits, bound.permits, handler)
-                            .context("create the parking lot")?;
+                    let (acceptor, lot) = stream::Acceptor::new(
+                        listener,
+                        bound.limits,
+                        bound.permits,
+                        bound.per_ip,
+                        handler,
+                    )
+                    .context("create the parking lot")?;
                     shutdown.tasks.spawn(acceptor.run());
                     shutdown.tasks.spawn(lot);
                 }

@@ -19,10 +19,10 @@ use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::permit::Permit;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 use tokio::io::unix::AsyncFd;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use crate::net::listener::Conn;
@@ -38,7 +38,7 @@ const EVENTS_PER_WAKE: usize = 256;
 struct Parked {
     conn: Conn,
     /// The connection's `--max-conns` slot, held while it waits.
-    permit: OwnedSemaphorePermit,
+    permit: Permit,
 }
 
 /// The shared side of the lot: acceptors park connections through it.
@@ -84,11 +84,7 @@ impl ParkingLot {
     /// Parks a connection until it is readable. If it cannot be parked
     /// (the lot has closed, or the registration failed) it is handed back
     /// so the caller can serve it directly.
-    pub(super) fn park(
-        &self,
-        conn: Conn,
-        permit: OwnedSemaphorePermit,
-    ) -> Result<(), (Conn, OwnedSemaphorePermit)> {
+    pub(super) fn park(&self, conn: Conn, permit: Permit) -> Result<(), (Conn, Permit)> {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         if slots.closed {
             return Err((conn, permit));
@@ -128,7 +124,7 @@ impl ParkingLot {
         poll: Poll,
         idle_timeout: Option<Duration>,
         shutdown: Shutdown,
-        on_ready: impl Fn(Conn, OwnedSemaphorePermit),
+        on_ready: impl Fn(Conn, Permit),
     ) {
         // The crate denies unsafe code (Cargo.toml [lints]); this is the
         // one place allowed.

@@ -9,7 +9,9 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
+
+use super::permit::{PerIp, Permit};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
@@ -23,6 +25,9 @@ use crate::shutdown::Shutdown;
 
 /// What a connection over `--max-conns` is told before it is closed.
 const TOO_MANY: &[u8] = b"error: too many connections\n";
+
+/// What a client over `--max-conns-per-ip` is told.
+const TOO_MANY_FROM_ADDRESS: &[u8] = b"error: too many connections from your address\n";
 
 /// At most this many over-limit connections are being told so at once;
 /// past that they are closed without a word, so a connection flood cannot
@@ -56,7 +61,7 @@ pub(super) struct Handler {
 
 impl Handler {
     /// Spawns the task serving `conn`; it holds `permit` until it ends.
-    pub(super) fn spawn(&self, conn: Conn, permit: OwnedSemaphorePermit) {
+    pub(super) fn spawn(&self, conn: Conn, permit: Permit) {
         let span =
             tracing::debug_span!("conn", service = self.service.kind().name(), peer = %conn.peer);
         let service = self.service.clone();
@@ -133,6 +138,9 @@ pub(super) struct Acceptor {
     /// One permit per open connection, shared by every listener of the
     /// service; a connection holds its permit until it closes.
     permits: Arc<Semaphore>,
+    /// Open connections per address, with `--max-conns-per-ip`; shared
+    /// like `permits`.
+    per_ip: Option<Arc<PerIp>>,
     /// Bounds the tasks that tell over-limit clients why they are closed.
     rejections: Arc<Semaphore>,
     /// Where new connections wait for their first bytes.
@@ -150,6 +158,7 @@ impl Acceptor {
         listener: StreamListener,
         limits: Arc<Limits>,
         permits: Arc<Semaphore>,
+        per_ip: Option<Arc<PerIp>>,
         handler: Handler,
     ) -> std::io::Result<(Self, impl Future<Output = ()>)> {
         let (lot, poll) = ParkingLot::new()?;
@@ -178,6 +187,7 @@ impl Acceptor {
             listener,
             limits,
             permits,
+            per_ip,
             rejections: Arc::new(Semaphore::new(MAX_REJECTIONS_IN_FLIGHT)),
             lot,
             handler,
@@ -204,10 +214,23 @@ impl Acceptor {
             tracing::info!(peer = %conn.peer, "denied by access rules");
             return;
         }
-        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
-            self.reject(conn);
+        let ip_slot = match (&self.per_ip, conn.peer.ip()) {
+            (Some(table), Some(ip)) => match table.take(ip) {
+                Some(slot) => Some(slot),
+                None => {
+                    tracing::warn!(peer = %conn.peer, max = table.max(), "too many connections from one address; refusing");
+                    self.reject(conn, TOO_MANY_FROM_ADDRESS);
+                    return;
+                }
+            },
+            _ => None,
+        };
+        let Ok(conns) = self.permits.clone().try_acquire_owned() else {
+            tracing::warn!(peer = %conn.peer, max = self.limits.max_conns, "too many connections; refusing");
+            self.reject(conn, TOO_MANY);
             return;
         };
+        let permit = Permit::new(conns, ip_slot);
         // Over TLS the client always speaks first (its ClientHello).
         let client_first = self.handler.service.waits_for_client() || self.handler.tls.is_some();
         if !client_first {
@@ -217,15 +240,17 @@ impl Acceptor {
         }
     }
 
-    fn reject(&self, conn: Conn) {
-        tracing::warn!(peer = %conn.peer, max = self.limits.max_conns, "too many connections; refusing");
+    /// Tells an over-limit client `why` and closes it, in a task of its
+    /// own (bounded in number and time).
+    fn reject(&self, conn: Conn, why: &'static [u8]) {
         let Ok(slot) = self.rejections.clone().try_acquire_owned() else {
             return;
         };
         let tls = self.handler.tls.clone();
         self.handler.shutdown.tasks.spawn(async move {
             let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
-            let _ = tokio::time::timeout_at(deadline, tell_too_many(conn, tls, deadline)).await;
+            let _ =
+                tokio::time::timeout_at(deadline, tell_too_many(conn, tls, why, deadline)).await;
             drop(slot);
         });
     }
@@ -234,7 +259,7 @@ impl Acceptor {
 /// Says why the connection is refused (over TLS, after the handshake, so
 /// the client can read it), then closes our side. Failures are ignored:
 /// the client is being turned away either way.
-async fn tell_too_many(conn: Conn, tls: Option<TlsSetup>, deadline: Instant) {
+async fn tell_too_many(conn: Conn, tls: Option<TlsSetup>, why: &[u8], deadline: Instant) {
     let Ok(mut stream) = conn.into_stream() else {
         return;
     };
@@ -244,6 +269,6 @@ async fn tell_too_many(conn: Conn, tls: Option<TlsSetup>, deadline: Instant) {
             Err(_) => return,
         }
     }
-    let _ = stream.write_all(TOO_MANY).await;
+    let _ = stream.write_all(why).await;
     let _ = stream.shutdown().await;
 }
