@@ -109,6 +109,9 @@ pub struct ServeArgs {
     /// What `serve http` serves.
     #[command(flatten)]
     pub http: HttpArgs,
+    /// exec: the command each connection runs, after `--`.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<std::ffi::OsString>,
 }
 
 /// `serve http`'s site, shared by the command line and the config file.

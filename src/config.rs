@@ -25,6 +25,7 @@
 //! handshake_timeout = "10s"
 //! ```
 
+use std::ffi::OsString;
 use std::path::Path;
 use std::time::Duration;
 
@@ -36,6 +37,7 @@ use crate::http::{Site, SiteConfig};
 use crate::net::access::AccessList;
 use crate::net::addr::{DefaultScheme, Endpoint, HostPort};
 use crate::net::tls::ServerIdentity;
+use crate::service::exec::ExecCommand;
 use crate::service::{ServiceKind, Transports};
 use crate::units::{parse_bytes, parse_duration};
 
@@ -88,6 +90,8 @@ pub struct ServiceConfig {
     pub tls: Option<ServerIdentity>,
     /// What `http` serves (other services ignore it).
     pub site: SiteConfig,
+    /// What `exec` runs for each connection (`None` for the others).
+    pub command: Option<ExecCommand>,
     /// Whether sockets passed by systemd (`LISTEN_FDS`) are adopted first.
     pub systemd: bool,
     /// The service's limits.
@@ -136,12 +140,13 @@ impl ServerConfig {
             services: vec![ServiceConfig {
                 service,
                 listen: if listen.is_empty() && !systemd {
-                    default_listeners(service)
+                    default_listeners(service).map_err(UsageError)?
                 } else {
                     listen
                 },
                 tls: load_identity(&args.tls).map_err(UsageError)?,
                 site: site_config(service, &args.http).map_err(UsageError)?,
+                command: exec_command(service, &args.command).map_err(UsageError)?,
                 systemd,
                 limits,
             }],
@@ -226,12 +231,13 @@ impl ServerConfig {
             services.push(ServiceConfig {
                 service: entry.name,
                 listen: if listen.is_empty() {
-                    default_listeners(entry.name)
+                    default_listeners(entry.name).map_err(ctx)?
                 } else {
                     listen
                 },
                 tls: load_identity(&tls).map_err(ctx)?,
                 site: site_config(entry.name, &entry.http.to_args(cli_http)?).map_err(ctx)?,
+                command: exec_command(entry.name, &entry.command).map_err(ctx)?,
                 systemd: false,
                 limits,
             });
@@ -311,16 +317,35 @@ impl Limits {
 
 /// The listeners of a service started without `-l`: its default port on
 /// loopback, TCP, then UDP if it answers datagrams.
-pub fn default_listeners(service: ServiceKind) -> Vec<Endpoint> {
-    let at = HostPort {
-        host: None,
-        port: service.default_port(),
+///
+/// # Errors
+/// A service without a default port (exec): it must be given `-l`.
+pub fn default_listeners(service: ServiceKind) -> Result<Vec<Endpoint>, String> {
+    let Some(port) = service.default_port() else {
+        return Err(format!(
+            "serve {} has no default port: give it -l ADDR",
+            service.name()
+        ));
     };
+    let at = HostPort { host: None, port };
     let mut listen = vec![Endpoint::Tcp(at.clone())];
     if service.transports().datagram {
         listen.push(Endpoint::Udp(at));
     }
-    listen
+    Ok(listen)
+}
+
+/// The command of an exec service, found now (exit 2 if it cannot be);
+/// a command given to another service is refused.
+fn exec_command(service: ServiceKind, argv: &[OsString]) -> Result<Option<ExecCommand>, String> {
+    match (service, argv.is_empty()) {
+        (ServiceKind::Exec, _) => ExecCommand::new(argv).map(Some),
+        (_, true) => Ok(None),
+        (_, false) => Err(format!(
+            "a command (after --) is for serve exec, not {}",
+            service.name()
+        )),
+    }
 }
 
 /// Refuses a listener the service cannot be served on: `udp://` for a
@@ -387,6 +412,9 @@ struct ServiceEntry {
     name: ServiceKind,
     #[serde(default)]
     listen: Vec<String>,
+    /// exec: the program and its arguments.
+    #[serde(default)]
+    command: Vec<OsString>,
     #[serde(flatten)]
     limits: LimitEntry,
     #[serde(flatten)]
@@ -657,7 +685,10 @@ mod tests {
         assert!(check_listeners_fit("chat", stream_only, &listen[..1]).is_ok());
         for kind in ServiceKind::ALL {
             let fits = check_transports(kind, &listen).is_ok();
-            assert_eq!(fits, kind != ServiceKind::Http, "{}", kind.name());
+            assert_eq!(fits, kind.transports().datagram, "{}", kind.name());
+        }
+        for kind in [ServiceKind::Http, ServiceKind::Exec] {
+            assert!(!kind.transports().datagram, "{}", kind.name());
         }
     }
 

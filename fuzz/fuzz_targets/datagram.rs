@@ -10,7 +10,7 @@ fuzz_target!(|data: &[u8]| {
     let mut out = Vec::new();
     let mut state = DatagramState::default();
     for kind in ServiceKind::ALL {
-        let Some(service) = kind.build(&SiteConfig::default()).ok().and_then(|s| s.datagram()) else {
+        let Some(service) = kind.build(&SiteConfig::default(), None).ok().and_then(|s| s.datagram()) else {
             continue;
         };
         if service.reply_datagram(data, 1024, &mut out, &mut state) {

@@ -94,7 +94,10 @@ impl Server {
             let limits = Arc::new(svc.limits.clone());
             let permits = Arc::new(Semaphore::new(limits.max_conns));
             let per_ip = limits.max_conns_per_ip.map(permit::PerIp::new);
-            let service = svc.service.build(&svc.site).map_err(anyhow::Error::msg)?;
+            let service = svc
+                .service
+                .build(&svc.site, svc.command.as_ref())
+                .map_err(anyhow::Error::msg)?;
             let mut bound = Vec::new();
             if svc.systemd {
                 bound.extend(listener::from_systemd().context("systemd socket activation")?);

@@ -8,6 +8,7 @@ pub mod chargen;
 pub mod clock;
 pub mod daytime;
 pub mod echo;
+pub mod exec;
 pub mod hello;
 pub mod message;
 pub mod ping;
@@ -25,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::http::{Site, SiteConfig};
 use crate::net::frame::split_datagram;
 use crate::net::stream::{PeerAddr, Stream};
+use exec::ExecCommand;
 use message::MessageKind;
 
 /// How long a TLS connection that is done gets to exchange close_notify
@@ -58,6 +60,8 @@ pub enum ServiceKind {
     Ping,
     /// HTTP/1.1 and HTTP/2: a hello page, or the files under `--root`.
     Http,
+    /// A command per connection, the connection as its stdin and stdout.
+    Exec,
 }
 
 /// Which kinds of socket a service can be served on.
@@ -71,7 +75,7 @@ pub struct Transports {
 
 impl ServiceKind {
     /// Every service, in the order `--help` lists them.
-    pub const ALL: [ServiceKind; 9] = [
+    pub const ALL: [ServiceKind; 10] = [
         ServiceKind::Hello,
         ServiceKind::Echo,
         ServiceKind::Timestamp,
@@ -81,10 +85,19 @@ impl ServiceKind {
         ServiceKind::Chargen,
         ServiceKind::Ping,
         ServiceKind::Http,
+        ServiceKind::Exec,
     ];
 
-    /// The port the service listens on when no `-l` is given.
-    pub fn default_port(self) -> u16 {
+    /// The port the service listens on when no `-l` is given; `None` for
+    /// `exec`, which must be told where (what it runs is the operator's).
+    pub fn default_port(self) -> Option<u16> {
+        Some(match self {
+            ServiceKind::Exec => return None,
+            other => other.classic_port(),
+        })
+    }
+
+    fn classic_port(self) -> u16 {
         match self {
             ServiceKind::Hello => 8000,
             ServiceKind::Echo => 7007,
@@ -95,6 +108,7 @@ impl ServiceKind {
             ServiceKind::Timestamp => 21567,
             ServiceKind::Ping => 8888,
             ServiceKind::Http => 8080,
+            ServiceKind::Exec => 0,
         }
     }
 
@@ -110,6 +124,7 @@ impl ServiceKind {
             ServiceKind::Chargen => "chargen",
             ServiceKind::Ping => "ping",
             ServiceKind::Http => "http",
+            ServiceKind::Exec => "exec",
         }
     }
 
@@ -125,25 +140,37 @@ impl ServiceKind {
             ServiceKind::Chargen => "RFC 864: rotating character lines",
             ServiceKind::Ping => "each message gets `pong` (`ping N` gets `pong N`)",
             ServiceKind::Http => "HTTP/1.1 and HTTP/2: a hello page, or static files with --root",
+            ServiceKind::Exec => "a command per connection, as inetd and ncat -e: -- CMD [ARG...]",
         }
     }
 
     /// The sockets the service can be served on. Every classic service
-    /// answers both streams and datagrams; HTTP (and chat) only streams.
+    /// answers both streams and datagrams; HTTP, exec (and chat) only
+    /// streams.
     pub fn transports(self) -> Transports {
         Transports {
             stream: true,
-            datagram: self != ServiceKind::Http,
+            datagram: !matches!(self, ServiceKind::Http | ServiceKind::Exec),
         }
     }
 
-    /// Builds the service for a server; `site` is used by HTTP only.
+    /// Builds the service for a server; `site` is used by HTTP only,
+    /// `command` by exec only.
     ///
     /// # Errors
-    /// A site that cannot be set up (its root is not a directory).
-    pub fn build(self, site: &SiteConfig) -> Result<Service, String> {
+    /// A site that cannot be set up (its root is not a directory), exec
+    /// without a command.
+    pub fn build(
+        self,
+        site: &SiteConfig,
+        command: Option<&ExecCommand>,
+    ) -> Result<Service, String> {
         let classic = match self {
             ServiceKind::Http => return Ok(Service::Http(Arc::new(Site::new(site)?))),
+            ServiceKind::Exec => {
+                let command = command.ok_or("serve exec needs a command after --")?;
+                return Ok(Service::Exec(Arc::new(command.clone())));
+            }
             ServiceKind::Hello => Classic::Message(MessageKind::Hello),
             ServiceKind::Timestamp => Classic::Message(MessageKind::Timestamp),
             ServiceKind::Ping => Classic::Message(MessageKind::Ping),
@@ -166,6 +193,8 @@ pub enum Service {
     Classic(Classic),
     /// The HTTP server and its site.
     Http(Arc<Site>),
+    /// A child process per connection.
+    Exec(Arc<ExecCommand>),
 }
 
 /// The small stateless services: each answers streams and datagrams.
@@ -248,17 +277,19 @@ impl Service {
             Service::Classic(Classic::Time) => ServiceKind::Time,
             Service::Classic(Classic::Chargen) => ServiceKind::Chargen,
             Service::Http(_) => ServiceKind::Http,
+            Service::Exec(_) => ServiceKind::Exec,
         }
     }
 
     /// Whether a connection stays silent on our side until the client
     /// sends (so it may wait in the parking lot); daytime, time and
-    /// chargen speak first. Over TLS every client speaks first (its
-    /// ClientHello), whatever the service.
+    /// chargen speak first, and so may an exec child. Over TLS every
+    /// client speaks first (its ClientHello), whatever the service.
     pub fn waits_for_client(&self) -> bool {
         !matches!(
             self,
             Service::Classic(Classic::Daytime | Classic::Time | Classic::Chargen)
+                | Service::Exec(_)
         )
     }
 
@@ -266,7 +297,7 @@ impl Service {
     /// up on it (HTTP: the header timeout); `None`: only the idle timeout.
     pub fn first_words_due(&self) -> Option<Duration> {
         match self {
-            Service::Classic(_) => None,
+            Service::Classic(_) | Service::Exec(_) => None,
             Service::Http(site) => Some(site.header_timeout),
         }
     }
@@ -275,7 +306,7 @@ impl Service {
     /// preferred first (none for the line services).
     pub fn alpn(&self) -> &'static [&'static [u8]] {
         match self {
-            Service::Classic(_) => &[],
+            Service::Classic(_) | Service::Exec(_) => &[],
             Service::Http(_) => &[b"h2", b"http/1.1"],
         }
     }
@@ -285,7 +316,7 @@ impl Service {
     pub fn datagram(&self) -> Option<Classic> {
         match self {
             Service::Classic(classic) => Some(*classic),
-            Service::Http(_) => None,
+            Service::Http(_) | Service::Exec(_) => None,
         }
     }
 
@@ -309,6 +340,8 @@ impl Service {
                 let (stop, force) = (&ctx.stop_accepting, &ctx.force_close);
                 crate::http::conn::serve(site.clone(), stream, ctx.peer, stop, force).await
             }
+            // The relay shuts the stream down when the child's output ends.
+            Service::Exec(command) => exec::serve(command, stream, ctx).await,
         }
     }
 }
@@ -445,7 +478,7 @@ mod tests {
     fn reply(kind: ServiceKind, req: &[u8]) -> Option<Vec<u8>> {
         let mut out = Vec::new();
         let mut state = DatagramState::default();
-        kind.build(&SiteConfig::default())
+        kind.build(&SiteConfig::default(), None)
             .unwrap()
             .datagram()
             .unwrap()
@@ -482,8 +515,9 @@ mod tests {
 
     #[test]
     fn built_services_know_their_kind() {
+        let cat = exec::ExecCommand::new(&["cat".into()]).unwrap();
         for kind in ServiceKind::ALL {
-            let built = kind.build(&SiteConfig::default()).unwrap();
+            let built = kind.build(&SiteConfig::default(), Some(&cat)).unwrap();
             assert_eq!(built.kind(), kind);
             assert_eq!(built.datagram().is_some(), kind.transports().datagram);
         }
