@@ -89,7 +89,10 @@ impl Server {
         for svc in &config.services {
             let limits = Arc::new(svc.limits.clone());
             let permits = Arc::new(Semaphore::new(limits.max_conns));
-            let service = svc.service.build(&svc.site).map_err(anyhow::Error::msg)?;
+            let service = svc
+                .service
+                .build(&svc.site, &svc.chat)
+                .map_err(anyhow::Error::msg)?;
             let mut bound = Vec::new();
             if svc.systemd {
                 bound.extend(listener::from_systemd().context("systemd socket activation")?);

@@ -22,6 +22,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
+use crate::chat::{ChatConfig, Hub};
 use crate::http::{Site, SiteConfig};
 use crate::net::frame::split_datagram;
 use crate::net::stream::{PeerAddr, Stream};
@@ -58,6 +59,8 @@ pub enum ServiceKind {
     Ping,
     /// HTTP/1.1 and HTTP/2: a hello page, or the files under `--root`.
     Http,
+    /// A chat room for telnet and nc (SPEC 5).
+    Chat,
 }
 
 /// Which kinds of socket a service can be served on.
@@ -71,7 +74,7 @@ pub struct Transports {
 
 impl ServiceKind {
     /// Every service, in the order `--help` lists them.
-    pub const ALL: [ServiceKind; 9] = [
+    pub const ALL: [ServiceKind; 10] = [
         ServiceKind::Hello,
         ServiceKind::Echo,
         ServiceKind::Timestamp,
@@ -81,6 +84,7 @@ impl ServiceKind {
         ServiceKind::Chargen,
         ServiceKind::Ping,
         ServiceKind::Http,
+        ServiceKind::Chat,
     ];
 
     /// The port the service listens on when no `-l` is given.
@@ -95,6 +99,7 @@ impl ServiceKind {
             ServiceKind::Timestamp => 21567,
             ServiceKind::Ping => 8888,
             ServiceKind::Http => 8080,
+            ServiceKind::Chat => 5000,
         }
     }
 
@@ -110,6 +115,7 @@ impl ServiceKind {
             ServiceKind::Chargen => "chargen",
             ServiceKind::Ping => "ping",
             ServiceKind::Http => "http",
+            ServiceKind::Chat => "chat",
         }
     }
 
@@ -125,25 +131,28 @@ impl ServiceKind {
             ServiceKind::Chargen => "RFC 864: rotating character lines",
             ServiceKind::Ping => "each message gets `pong` (`ping N` gets `pong N`)",
             ServiceKind::Http => "HTTP/1.1 and HTTP/2: a hello page, or static files with --root",
+            ServiceKind::Chat => "a chat room for telnet and nc: rooms, /nick, /msg, history",
         }
     }
 
     /// The sockets the service can be served on. Every classic service
-    /// answers both streams and datagrams; HTTP (and chat) only streams.
+    /// answers both streams and datagrams; HTTP and chat only streams.
     pub fn transports(self) -> Transports {
         Transports {
             stream: true,
-            datagram: self != ServiceKind::Http,
+            datagram: !matches!(self, ServiceKind::Http | ServiceKind::Chat),
         }
     }
 
-    /// Builds the service for a server; `site` is used by HTTP only.
+    /// Builds the service for a server; `site` is used by HTTP only,
+    /// `chat` by chat only.
     ///
     /// # Errors
     /// A site that cannot be set up (its root is not a directory).
-    pub fn build(self, site: &SiteConfig) -> Result<Service, String> {
+    pub fn build(self, site: &SiteConfig, chat: &ChatConfig) -> Result<Service, String> {
         let classic = match self {
             ServiceKind::Http => return Ok(Service::Http(Arc::new(Site::new(site)?))),
+            ServiceKind::Chat => return Ok(Service::Chat(Arc::new(Hub::new(chat.clone())))),
             ServiceKind::Hello => Classic::Message(MessageKind::Hello),
             ServiceKind::Timestamp => Classic::Message(MessageKind::Timestamp),
             ServiceKind::Ping => Classic::Message(MessageKind::Ping),
@@ -166,6 +175,8 @@ pub enum Service {
     Classic(Classic),
     /// The HTTP server and its site.
     Http(Arc<Site>),
+    /// The chat room: one hub for every listener of the service.
+    Chat(Arc<Hub>),
 }
 
 /// The small stateless services: each answers streams and datagrams.
@@ -248,17 +259,20 @@ impl Service {
             Service::Classic(Classic::Time) => ServiceKind::Time,
             Service::Classic(Classic::Chargen) => ServiceKind::Chargen,
             Service::Http(_) => ServiceKind::Http,
+            Service::Chat(_) => ServiceKind::Chat,
         }
     }
 
     /// Whether a connection stays silent on our side until the client
     /// sends (so it may wait in the parking lot); daytime, time and
-    /// chargen speak first. Over TLS every client speaks first (its
+    /// chargen speak first, and a chat member is welcomed and hears the
+    /// room before it says a word. Over TLS every client speaks first (its
     /// ClientHello), whatever the service.
     pub fn waits_for_client(&self) -> bool {
         !matches!(
             self,
             Service::Classic(Classic::Daytime | Classic::Time | Classic::Chargen)
+                | Service::Chat(_)
         )
     }
 
@@ -266,7 +280,7 @@ impl Service {
     /// up on it (HTTP: the header timeout); `None`: only the idle timeout.
     pub fn first_words_due(&self) -> Option<Duration> {
         match self {
-            Service::Classic(_) => None,
+            Service::Classic(_) | Service::Chat(_) => None,
             Service::Http(site) => Some(site.header_timeout),
         }
     }
@@ -275,7 +289,7 @@ impl Service {
     /// preferred first (none for the line services).
     pub fn alpn(&self) -> &'static [&'static [u8]] {
         match self {
-            Service::Classic(_) => &[],
+            Service::Classic(_) | Service::Chat(_) => &[],
             Service::Http(_) => &[b"h2", b"http/1.1"],
         }
     }
@@ -285,7 +299,7 @@ impl Service {
     pub fn datagram(&self) -> Option<Classic> {
         match self {
             Service::Classic(classic) => Some(*classic),
-            Service::Http(_) => None,
+            Service::Http(_) | Service::Chat(_) => None,
         }
     }
 
@@ -298,10 +312,12 @@ impl Service {
         match self {
             Service::Classic(classic) => {
                 let served = classic.serve_stream(&mut stream, ctx).await;
-                if stream.is_tls() {
-                    // Unless the client is gone or stuck.
-                    let _ = tokio::time::timeout(CLOSE_NOTIFY_WAIT, stream.close()).await;
-                }
+                close_tls(&mut stream).await;
+                served
+            }
+            Service::Chat(hub) => {
+                let served = crate::chat::session::serve(hub, &mut stream, ctx).await;
+                close_tls(&mut stream).await;
                 served
             }
             // hyper shuts the stream down itself when the connection ends.
@@ -310,6 +326,14 @@ impl Service {
                 crate::http::conn::serve(site.clone(), stream, ctx.peer, stop, force).await
             }
         }
+    }
+}
+
+/// Sends close_notify on a TLS stream that is done, unless the client is
+/// gone or stuck.
+async fn close_tls(stream: &mut Stream) {
+    if stream.is_tls() {
+        let _ = tokio::time::timeout(CLOSE_NOTIFY_WAIT, stream.close()).await;
     }
 }
 
@@ -445,7 +469,7 @@ mod tests {
     fn reply(kind: ServiceKind, req: &[u8]) -> Option<Vec<u8>> {
         let mut out = Vec::new();
         let mut state = DatagramState::default();
-        kind.build(&SiteConfig::default())
+        kind.build(&SiteConfig::default(), &ChatConfig::default())
             .unwrap()
             .datagram()
             .unwrap()
@@ -483,7 +507,9 @@ mod tests {
     #[test]
     fn built_services_know_their_kind() {
         for kind in ServiceKind::ALL {
-            let built = kind.build(&SiteConfig::default()).unwrap();
+            let built = kind
+                .build(&SiteConfig::default(), &ChatConfig::default())
+                .unwrap();
             assert_eq!(built.kind(), kind);
             assert_eq!(built.datagram().is_some(), kind.transports().datagram);
         }
