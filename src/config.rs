@@ -731,6 +731,53 @@ mod tests {
     }
 
     #[test]
+    fn chat_entries_have_their_own_keys_and_defaults() {
+        let cfg = parse(
+            "[[service]]\nname = \"chat\"\nhistory = 0\nqueue = 50\nflood_rate = 0\n\
+             [[service]]\nname = \"chat\"\nidle_timeout = 60\nmax_line = 100",
+        )
+        .unwrap();
+        let (first, second) = (&cfg.services[0], &cfg.services[1]);
+        assert_eq!(
+            first.chat,
+            ChatConfig {
+                history: 0,
+                queue: 50,
+                flood_rate: 0,
+                flood_burst: 20
+            }
+        );
+        assert_eq!(first.listen[0].to_string(), "tcp://127.0.0.1:5000");
+        assert_eq!(first.listen.len(), 1);
+        assert_eq!(first.limits.max_line, CHAT_MAX_LINE);
+        assert_eq!(first.limits.idle_timeout, None);
+        assert_eq!(second.chat, ChatConfig::default());
+        assert_eq!(second.limits.idle_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(second.limits.max_line, 100);
+        for (text, want) in [
+            (
+                "[[service]]\nname = \"echo\"\nhistory = 5",
+                "for the chat service, not echo",
+            ),
+            (
+                "[[service]]\nname = \"chat\"\nqueue = 0",
+                "queue 0: must be between 1",
+            ),
+            (
+                "[[service]]\nname = \"chat\"\nflood_burst = 0",
+                "flood_burst 0",
+            ),
+            (
+                "[[service]]\nname = \"chat\"\nhistory = 100000",
+                "history 100000",
+            ),
+        ] {
+            let err = parse(text).unwrap_err();
+            assert!(err.contains(want), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
     fn durations_may_be_bare_seconds() {
         let cfg = parse(
             "grace = 2.5\n[[service]]\nname = \"echo\"\nidle_timeout = 90\n\
