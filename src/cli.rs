@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::{MAX_MAX_CONNS, MAX_MAX_LINE, MAX_UDP_RATE};
+use crate::config::{
+    MAX_CHAT_HISTORY, MAX_CHAT_QUEUE, MAX_FLOOD, MAX_MAX_CONNS, MAX_MAX_LINE, MAX_UDP_RATE,
+};
 use crate::http::path::Symlinks;
 use crate::net::tls::ClientTlsOptions;
 use crate::service::ServiceKind;
@@ -54,7 +56,9 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a service on one or more listeners (TCP, UDP, Unix, TLS at once).
-    Serve(ServeArgs),
+    // Boxed: its options dwarf every other subcommand's (clippy's
+    // large_enum_variant).
+    Serve(Box<ServeArgs>),
     /// Talk to a socket like netcat: stdin to the socket, the socket to stdout.
     Connect(ConnectArgs),
     /// Send messages, print the replies, exit (the tutorials' one-shot client).
@@ -109,6 +113,9 @@ pub struct ServeArgs {
     /// What `serve http` serves.
     #[command(flatten)]
     pub http: HttpArgs,
+    /// How `serve chat` keeps its room.
+    #[command(flatten)]
+    pub chat: ChatArgs,
     /// exec: the command each connection runs, after `--`.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<std::ffi::OsString>,
@@ -152,6 +159,27 @@ pub struct HttpArgs {
 
 fn parse_symlinks(text: &str) -> Result<Symlinks, String> {
     text.parse()
+}
+
+/// `serve chat`'s settings, shared by the command line and the config
+/// file.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ChatArgs {
+    /// chat: lines of a room replayed to a member who joins it (default
+    /// 20; 0: none kept).
+    #[arg(long, value_name = "N", value_parser = whole_number::<usize>(0, MAX_CHAT_HISTORY as u64))]
+    pub history: Option<usize>,
+    /// chat: lines a member may fall behind before it is dropped as too
+    /// slow (default 1000).
+    #[arg(long, value_name = "N", value_parser = whole_number::<usize>(1, MAX_CHAT_QUEUE as u64))]
+    pub queue: Option<usize>,
+    /// chat: lines a second each member may send; past it they are
+    /// dropped, with a notice (default 10; 0: no flood control).
+    #[arg(long, value_name = "N", value_parser = whole_number::<u32>(0, MAX_FLOOD.into()))]
+    pub flood_rate: Option<u32>,
+    /// chat: lines a member may send at once after a pause (default 20).
+    #[arg(long, value_name = "N", value_parser = whole_number::<u32>(1, MAX_FLOOD.into()))]
+    pub flood_burst: Option<u32>,
 }
 
 /// The certificate and handshake limit of `tls://` listeners, shared by
@@ -212,7 +240,7 @@ pub struct LimitArgs {
     /// Close a connection that has been silent this long (0s: never).
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     pub idle_timeout: Option<Duration>,
-    /// The longest line a message service accepts.
+    /// The longest line a message service accepts (chat: default 4KiB).
     #[arg(long, value_name = "BYTES", value_parser = parse_max_line)]
     pub max_line: Option<usize>,
     /// Only peers in this network may connect (repeatable; CIDR or address).
@@ -455,6 +483,8 @@ Examples:
   sockit serve timestamp -l 0.0.0.0:21567 --allow 10.0.0.0/8 --max-line 4KiB
   sockit serve ping -l :8888 -l tls://127.0.0.1:8443 --tls-cert cert.pem --tls-key key.pem
   sockit serve echo -l tls://127.0.0.1:7443   # self-signed development certificate
+  sockit serve chat                   # telnet 127.0.0.1 5000
+  sockit serve chat -l :5000 -l tls://0.0.0.0:5443 --history 50 --flood-rate 0
   sockit serve --config services.toml # several services, like inetd";
 
 const CONNECT_EXAMPLES: &str = "\

@@ -23,6 +23,14 @@
 //! tls_cert = "/etc/sockit/cert.pem"   # for tls:// listeners; with tls_key
 //! tls_key = "/etc/sockit/key.pem"
 //! handshake_timeout = "10s"
+//!
+//! [[service]]
+//! name = "chat"              # chat's max_line defaults to 4KiB, and it has
+//!                            # no idle timeout unless one is given
+//! history = 20               # lines replayed on join; 0: none
+//! queue = 1000               # lines a member may fall behind
+//! flood_rate = 10            # lines/s per member; 0: off
+//! flood_burst = 20
 //! ```
 
 use std::ffi::OsString;
@@ -31,7 +39,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::cli::{HttpArgs, LimitArgs, ServeArgs, TlsServerArgs};
+use crate::chat::ChatConfig;
+use crate::cli::{ChatArgs, HttpArgs, LimitArgs, ServeArgs, TlsServerArgs};
 use crate::error::UsageError;
 use crate::http::{Site, SiteConfig};
 use crate::net::access::AccessList;
@@ -66,6 +75,15 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 /// long enough for the rest of a line split across TCP segments to
 /// arrive, short enough that a person does not notice.
 pub const FLUSH_DELAY: Duration = Duration::from_millis(30);
+/// Default `--max-line` of `chat` (SPEC 5): a chat line is something a
+/// person typed.
+pub const CHAT_MAX_LINE: usize = 4 * 1024;
+/// The most `--history` takes (lines per room).
+pub const MAX_CHAT_HISTORY: usize = 10_000;
+/// The most `--queue` takes (lines per member).
+pub const MAX_CHAT_QUEUE: usize = 1_000_000;
+/// The most `--flood-rate` and `--flood-burst` take.
+pub const MAX_FLOOD: u32 = 1_000_000;
 /// Config files larger than this are refused rather than read.
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
@@ -90,6 +108,8 @@ pub struct ServiceConfig {
     pub tls: Option<ServerIdentity>,
     /// What `http` serves (other services ignore it).
     pub site: SiteConfig,
+    /// How `chat` keeps its room (other services ignore it).
+    pub chat: ChatConfig,
     /// What `exec` runs for each connection (`None` for the others).
     pub command: Option<ExecCommand>,
     /// Whether sockets passed by systemd (`LISTEN_FDS`) are adopted first.
@@ -124,7 +144,14 @@ impl ServerConfig {
     /// A [`UsageError`] naming the bad address, rule, or config entry.
     pub fn from_args(args: &ServeArgs) -> Result<ServerConfig, UsageError> {
         if let Some(path) = &args.config {
-            return Self::from_file(path, &args.limits, args.grace, &args.tls, &args.http);
+            return Self::from_file(
+                path,
+                &args.limits,
+                args.grace,
+                &args.tls,
+                &args.http,
+                &args.chat,
+            );
         }
         let service = args
             .service
@@ -132,7 +159,7 @@ impl ServerConfig {
         let listen = parse_listeners(&args.listen)?;
         check_transports(service, &listen).map_err(UsageError)?;
         let systemd = std::env::var_os("LISTEN_FDS").is_some();
-        let mut limits = Limits::from_args(&args.limits, &Limits::default())?;
+        let mut limits = Limits::from_args(&args.limits, &Limits::for_service(service))?;
         if let Some(timeout) = args.tls.handshake_timeout {
             limits.handshake_timeout = check_handshake_timeout(timeout).map_err(UsageError)?;
         }
@@ -146,6 +173,7 @@ impl ServerConfig {
                 },
                 tls: load_identity(&args.tls).map_err(UsageError)?,
                 site: site_config(service, &args.http).map_err(UsageError)?,
+                chat: chat_config(service, &args.chat).map_err(UsageError)?,
                 command: exec_command(service, &args.command).map_err(UsageError)?,
                 systemd,
                 limits,
@@ -165,6 +193,7 @@ impl ServerConfig {
         cli_grace: Duration,
         cli_tls: &TlsServerArgs,
         cli_http: &HttpArgs,
+        cli_chat: &ChatArgs,
     ) -> Result<ServerConfig, UsageError> {
         let err = |msg: String| UsageError(format!("config {}: {msg}", path.display()));
         let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
@@ -172,7 +201,7 @@ impl ServerConfig {
             return Err(err(format!("larger than {MAX_CONFIG_BYTES} bytes")));
         }
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        Self::from_toml_with(&text, cli, cli_grace, cli_tls, cli_http).map_err(err)
+        Self::from_toml_with(&text, cli, cli_grace, cli_tls, cli_http, cli_chat).map_err(err)
     }
 
     /// Parses config text (see the module docs for the format).
@@ -185,11 +214,18 @@ impl ServerConfig {
         cli_grace: Duration,
         cli_tls: &TlsServerArgs,
     ) -> Result<ServerConfig, String> {
-        Self::from_toml_with(text, cli, cli_grace, cli_tls, &HttpArgs::default())
+        Self::from_toml_with(
+            text,
+            cli,
+            cli_grace,
+            cli_tls,
+            &HttpArgs::default(),
+            &ChatArgs::default(),
+        )
     }
 
-    /// [`from_toml`](Self::from_toml) with the command line's HTTP options
-    /// as the defaults of `http` entries.
+    /// [`from_toml`](Self::from_toml) with the command line's HTTP and
+    /// chat options as the defaults of `http` and `chat` entries.
     ///
     /// # Errors
     /// As [`from_toml`](Self::from_toml).
@@ -199,6 +235,7 @@ impl ServerConfig {
         cli_grace: Duration,
         cli_tls: &TlsServerArgs,
         cli_http: &HttpArgs,
+        cli_chat: &ChatArgs,
     ) -> Result<ServerConfig, String> {
         let file: ConfigFile = toml::from_str(text).map_err(|e| {
             let line = e
@@ -213,7 +250,6 @@ impl ServerConfig {
         if file.service.is_empty() {
             return Err("no [[service]] entries".into());
         }
-        let defaults = Limits::from_args(cli, &Limits::default()).map_err(|e| e.0)?;
         let grace = match &file.grace {
             Some(g) => g.to_duration().map_err(|e| format!("grace: {e}"))?,
             None => cli_grace,
@@ -223,6 +259,8 @@ impl ServerConfig {
             let ctx = |e: String| format!("service #{} ({}): {e}", i + 1, entry.name.name());
             let listen = parse_listeners(&entry.listen).map_err(|e| ctx(e.0))?;
             check_transports(entry.name, &listen).map_err(ctx)?;
+            let defaults =
+                Limits::from_args(cli, &Limits::for_service(entry.name)).map_err(|e| e.0)?;
             let mut limits = entry.limits.to_limits(&defaults).map_err(ctx)?;
             let tls = entry.tls.to_args(cli_tls).map_err(ctx)?;
             if let Some(timeout) = tls.handshake_timeout {
@@ -237,6 +275,7 @@ impl ServerConfig {
                 },
                 tls: load_identity(&tls).map_err(ctx)?,
                 site: site_config(entry.name, &entry.http.to_args(cli_http)?).map_err(ctx)?,
+                chat: chat_config(entry.name, &entry.chat.to_args(cli_chat)).map_err(ctx)?,
                 command: exec_command(entry.name, &entry.command).map_err(ctx)?,
                 systemd: false,
                 limits,
@@ -261,6 +300,21 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// The defaults of one service: a chat line is at most 4 KiB, and a
+    /// chat member may listen without speaking for as long as it likes
+    /// (a room can be quiet for hours), so chat has no idle timeout
+    /// unless one is given.
+    pub fn for_service(service: ServiceKind) -> Limits {
+        match service {
+            ServiceKind::Chat => Limits {
+                max_line: CHAT_MAX_LINE,
+                idle_timeout: None,
+                ..Limits::default()
+            },
+            _ => Limits::default(),
+        }
+    }
+
     fn from_args(args: &LimitArgs, defaults: &Limits) -> Result<Limits, UsageError> {
         let access = if args.allow.is_empty() && args.deny.is_empty() {
             defaults.access.clone()
@@ -421,6 +475,81 @@ struct ServiceEntry {
     tls: TlsEntry,
     #[serde(flatten)]
     http: HttpEntry,
+    #[serde(flatten)]
+    chat: ChatEntry,
+}
+
+/// The `chat` keys of a `[[service]]` entry; the command line's are the
+/// defaults.
+#[derive(Debug, Deserialize)]
+struct ChatEntry {
+    history: Option<usize>,
+    queue: Option<usize>,
+    flood_rate: Option<u32>,
+    flood_burst: Option<u32>,
+}
+
+impl ChatEntry {
+    fn to_args(&self, cli: &ChatArgs) -> ChatArgs {
+        ChatArgs {
+            history: self.history.or(cli.history),
+            queue: self.queue.or(cli.queue),
+            flood_rate: self.flood_rate.or(cli.flood_rate),
+            flood_burst: self.flood_burst.or(cli.flood_burst),
+        }
+    }
+}
+
+/// The settings of a `chat` service, range-checked (the command line's
+/// were by clap already; a config file's are here); chat options on
+/// other services are refused, as HTTP's are.
+fn chat_config(service: ServiceKind, chat: &ChatArgs) -> Result<ChatConfig, String> {
+    let given = chat.history.is_some()
+        || chat.queue.is_some()
+        || chat.flood_rate.is_some()
+        || chat.flood_burst.is_some();
+    if service != ServiceKind::Chat {
+        if given {
+            return Err(format!(
+                "--history, --queue, --flood-rate and --flood-burst are for the chat service, \
+                 not {}",
+                service.name()
+            ));
+        }
+        return Ok(ChatConfig::default());
+    }
+    let defaults = ChatConfig::default();
+    let config = ChatConfig {
+        history: chat.history.unwrap_or(defaults.history),
+        queue: chat.queue.unwrap_or(defaults.queue),
+        flood_rate: chat.flood_rate.unwrap_or(defaults.flood_rate),
+        flood_burst: chat.flood_burst.unwrap_or(defaults.flood_burst),
+    };
+    if config.history > MAX_CHAT_HISTORY {
+        return Err(format!(
+            "history {}: must be between 0 and {MAX_CHAT_HISTORY}",
+            config.history
+        ));
+    }
+    if !(1..=MAX_CHAT_QUEUE).contains(&config.queue) {
+        return Err(format!(
+            "queue {}: must be between 1 and {MAX_CHAT_QUEUE}",
+            config.queue
+        ));
+    }
+    if config.flood_rate > MAX_FLOOD {
+        return Err(format!(
+            "flood_rate {}: must be between 0 (off) and {MAX_FLOOD}",
+            config.flood_rate
+        ));
+    }
+    if !(1..=MAX_FLOOD).contains(&config.flood_burst) {
+        return Err(format!(
+            "flood_burst {}: must be between 1 and {MAX_FLOOD}",
+            config.flood_burst
+        ));
+    }
+    Ok(config)
 }
 
 /// The `http` keys of a `[[service]]` entry; the command line's are the
@@ -652,6 +781,53 @@ mod tests {
     }
 
     #[test]
+    fn chat_entries_have_their_own_keys_and_defaults() {
+        let cfg = parse(
+            "[[service]]\nname = \"chat\"\nhistory = 0\nqueue = 50\nflood_rate = 0\n\
+             [[service]]\nname = \"chat\"\nidle_timeout = 60\nmax_line = 100",
+        )
+        .unwrap();
+        let (first, second) = (&cfg.services[0], &cfg.services[1]);
+        assert_eq!(
+            first.chat,
+            ChatConfig {
+                history: 0,
+                queue: 50,
+                flood_rate: 0,
+                flood_burst: 20
+            }
+        );
+        assert_eq!(first.listen[0].to_string(), "tcp://127.0.0.1:5000");
+        assert_eq!(first.listen.len(), 1);
+        assert_eq!(first.limits.max_line, CHAT_MAX_LINE);
+        assert_eq!(first.limits.idle_timeout, None);
+        assert_eq!(second.chat, ChatConfig::default());
+        assert_eq!(second.limits.idle_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(second.limits.max_line, 100);
+        for (text, want) in [
+            (
+                "[[service]]\nname = \"echo\"\nhistory = 5",
+                "for the chat service, not echo",
+            ),
+            (
+                "[[service]]\nname = \"chat\"\nqueue = 0",
+                "queue 0: must be between 1",
+            ),
+            (
+                "[[service]]\nname = \"chat\"\nflood_burst = 0",
+                "flood_burst 0",
+            ),
+            (
+                "[[service]]\nname = \"chat\"\nhistory = 100000",
+                "history 100000",
+            ),
+        ] {
+            let err = parse(text).unwrap_err();
+            assert!(err.contains(want), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
     fn durations_may_be_bare_seconds() {
         let cfg = parse(
             "grace = 2.5\n[[service]]\nname = \"echo\"\nidle_timeout = 90\n\
@@ -687,7 +863,7 @@ mod tests {
             let fits = check_transports(kind, &listen).is_ok();
             assert_eq!(fits, kind.transports().datagram, "{}", kind.name());
         }
-        for kind in [ServiceKind::Http, ServiceKind::Exec] {
+        for kind in [ServiceKind::Http, ServiceKind::Chat, ServiceKind::Exec] {
             assert!(!kind.transports().datagram, "{}", kind.name());
         }
     }

@@ -15,9 +15,11 @@
 //!   keeps requests in the root.
 //! - [`bench`](mod@bench): the load generator behind `sockit bench`; the
 //!   latency histogram it shares with `ping` lives in `stats`.
+//! - [`chat`]: `serve chat`, the chat room for telnet and nc.
 //! - [`peer`]: the P2P UDP mesh behind `sockit peer`.
 
 pub mod bench;
+pub mod chat;
 pub mod cli;
 pub mod client;
 pub mod completions;

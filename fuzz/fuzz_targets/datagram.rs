@@ -3,6 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use sockit::chat::ChatConfig;
 use sockit::http::SiteConfig;
 use sockit::service::{Classic, DatagramState, ServiceKind};
 
@@ -10,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
     let mut out = Vec::new();
     let mut state = DatagramState::default();
     for kind in ServiceKind::ALL {
-        let Some(service) = kind.build(&SiteConfig::default(), None).ok().and_then(|s| s.datagram()) else {
+        let Some(service) = kind.build(&SiteConfig::default(), &ChatConfig::default(), None).ok().and_then(|s| s.datagram()) else {
             continue;
         };
         if service.reply_datagram(data, 1024, &mut out, &mut state) {

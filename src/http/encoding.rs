@@ -181,7 +181,7 @@ pub fn worth_compressing(content_type: &str) -> bool {
 }
 
 /// `body` compressed with `coding` as it is sent, in chunks of at most
-/// [`COMPRESSED_CHUNK`] bytes, so a large file is compressed a piece at a
+/// 32 KiB, so a large file is compressed a piece at a
 /// time between other connections' work, never held whole.
 pub fn compress(body: Body, coding: Coding) -> Body {
     let source = StreamReader::new(BodyDataStream::new(body));

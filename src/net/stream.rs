@@ -151,6 +151,22 @@ impl Stream {
         }
     }
 
+    /// Caps the kernel's send buffer of the connection at `bytes` (Linux
+    /// doubles the value for its bookkeeping), which also turns off the
+    /// buffer's autotuning: a server that wants its own queue, not a few
+    /// megabytes of kernel memory, to hold a slow reader's backlog sets
+    /// this.
+    ///
+    /// # Errors
+    /// The `setsockopt` error.
+    pub fn set_send_buffer(&self, bytes: usize) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => socket2::SockRef::from(s).set_send_buffer_size(bytes),
+            Stream::Unix(s) => socket2::SockRef::from(s).set_send_buffer_size(bytes),
+            Stream::Tls(s) => socket2::SockRef::from(s.get_ref().0).set_send_buffer_size(bytes),
+        }
+    }
+
     /// Ends the conversation politely where the transport has a way to:
     /// over TLS, sends close_notify and shuts the TCP write side (SPEC 3).
     /// Plain sockets need nothing; dropping them closes them.

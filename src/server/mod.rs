@@ -96,7 +96,7 @@ impl Server {
             let per_ip = limits.max_conns_per_ip.map(permit::PerIp::new);
             let service = svc
                 .service
-                .build(&svc.site, svc.command.as_ref())
+                .build(&svc.site, &svc.chat, svc.command.as_ref())
                 .map_err(anyhow::Error::msg)?;
             let mut bound = Vec::new();
             if svc.systemd {

@@ -23,6 +23,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
+use crate::chat::{ChatConfig, Hub};
 use crate::http::{Site, SiteConfig};
 use crate::net::frame::split_datagram;
 use crate::net::stream::{PeerAddr, Stream};
@@ -60,6 +61,8 @@ pub enum ServiceKind {
     Ping,
     /// HTTP/1.1 and HTTP/2: a hello page, or the files under `--root`.
     Http,
+    /// A chat room for telnet and nc (SPEC 5).
+    Chat,
     /// A command per connection, the connection as its stdin and stdout.
     Exec,
 }
@@ -75,7 +78,7 @@ pub struct Transports {
 
 impl ServiceKind {
     /// Every service, in the order `--help` lists them.
-    pub const ALL: [ServiceKind; 10] = [
+    pub const ALL: [ServiceKind; 11] = [
         ServiceKind::Hello,
         ServiceKind::Echo,
         ServiceKind::Timestamp,
@@ -85,6 +88,7 @@ impl ServiceKind {
         ServiceKind::Chargen,
         ServiceKind::Ping,
         ServiceKind::Http,
+        ServiceKind::Chat,
         ServiceKind::Exec,
     ];
 
@@ -108,6 +112,7 @@ impl ServiceKind {
             ServiceKind::Timestamp => 21567,
             ServiceKind::Ping => 8888,
             ServiceKind::Http => 8080,
+            ServiceKind::Chat => 5000,
             ServiceKind::Exec => 0,
         }
     }
@@ -124,6 +129,7 @@ impl ServiceKind {
             ServiceKind::Chargen => "chargen",
             ServiceKind::Ping => "ping",
             ServiceKind::Http => "http",
+            ServiceKind::Chat => "chat",
             ServiceKind::Exec => "exec",
         }
     }
@@ -140,22 +146,26 @@ impl ServiceKind {
             ServiceKind::Chargen => "RFC 864: rotating character lines",
             ServiceKind::Ping => "each message gets `pong` (`ping N` gets `pong N`)",
             ServiceKind::Http => "HTTP/1.1 and HTTP/2: a hello page, or static files with --root",
+            ServiceKind::Chat => "a chat room for telnet and nc: rooms, /nick, /msg, history",
             ServiceKind::Exec => "a command per connection, as inetd and ncat -e: -- CMD [ARG...]",
         }
     }
 
     /// The sockets the service can be served on. Every classic service
-    /// answers both streams and datagrams; HTTP, exec (and chat) only
+    /// answers both streams and datagrams; HTTP, chat and exec only
     /// streams.
     pub fn transports(self) -> Transports {
         Transports {
             stream: true,
-            datagram: !matches!(self, ServiceKind::Http | ServiceKind::Exec),
+            datagram: !matches!(
+                self,
+                ServiceKind::Http | ServiceKind::Chat | ServiceKind::Exec
+            ),
         }
     }
 
     /// Builds the service for a server; `site` is used by HTTP only,
-    /// `command` by exec only.
+    /// `chat` by chat only, `command` by exec only.
     ///
     /// # Errors
     /// A site that cannot be set up (its root is not a directory), exec
@@ -163,10 +173,12 @@ impl ServiceKind {
     pub fn build(
         self,
         site: &SiteConfig,
+        chat: &ChatConfig,
         command: Option<&ExecCommand>,
     ) -> Result<Service, String> {
         let classic = match self {
             ServiceKind::Http => return Ok(Service::Http(Arc::new(Site::new(site)?))),
+            ServiceKind::Chat => return Ok(Service::Chat(Arc::new(Hub::new(chat.clone())))),
             ServiceKind::Exec => {
                 let command = command.ok_or("serve exec needs a command after --")?;
                 return Ok(Service::Exec(Arc::new(command.clone())));
@@ -193,6 +205,8 @@ pub enum Service {
     Classic(Classic),
     /// The HTTP server and its site.
     Http(Arc<Site>),
+    /// The chat room: one hub for every listener of the service.
+    Chat(Arc<Hub>),
     /// A child process per connection.
     Exec(Arc<ExecCommand>),
 }
@@ -277,18 +291,22 @@ impl Service {
             Service::Classic(Classic::Time) => ServiceKind::Time,
             Service::Classic(Classic::Chargen) => ServiceKind::Chargen,
             Service::Http(_) => ServiceKind::Http,
+            Service::Chat(_) => ServiceKind::Chat,
             Service::Exec(_) => ServiceKind::Exec,
         }
     }
 
     /// Whether a connection stays silent on our side until the client
     /// sends (so it may wait in the parking lot); daytime, time and
-    /// chargen speak first, and so may an exec child. Over TLS every
-    /// client speaks first (its ClientHello), whatever the service.
+    /// chargen speak first, a chat member is welcomed and hears the room
+    /// before it says a word, and an exec child may speak first too. Over
+    /// TLS every client speaks first (its ClientHello), whatever the
+    /// service.
     pub fn waits_for_client(&self) -> bool {
         !matches!(
             self,
             Service::Classic(Classic::Daytime | Classic::Time | Classic::Chargen)
+                | Service::Chat(_)
                 | Service::Exec(_)
         )
     }
@@ -297,7 +315,7 @@ impl Service {
     /// up on it (HTTP: the header timeout); `None`: only the idle timeout.
     pub fn first_words_due(&self) -> Option<Duration> {
         match self {
-            Service::Classic(_) | Service::Exec(_) => None,
+            Service::Classic(_) | Service::Chat(_) | Service::Exec(_) => None,
             Service::Http(site) => Some(site.header_timeout),
         }
     }
@@ -306,7 +324,7 @@ impl Service {
     /// preferred first (none for the line services).
     pub fn alpn(&self) -> &'static [&'static [u8]] {
         match self {
-            Service::Classic(_) | Service::Exec(_) => &[],
+            Service::Classic(_) | Service::Chat(_) | Service::Exec(_) => &[],
             Service::Http(_) => &[b"h2", b"http/1.1"],
         }
     }
@@ -316,7 +334,7 @@ impl Service {
     pub fn datagram(&self) -> Option<Classic> {
         match self {
             Service::Classic(classic) => Some(*classic),
-            Service::Http(_) | Service::Exec(_) => None,
+            Service::Http(_) | Service::Chat(_) | Service::Exec(_) => None,
         }
     }
 
@@ -329,10 +347,12 @@ impl Service {
         match self {
             Service::Classic(classic) => {
                 let served = classic.serve_stream(&mut stream, ctx).await;
-                if stream.is_tls() {
-                    // Unless the client is gone or stuck.
-                    let _ = tokio::time::timeout(CLOSE_NOTIFY_WAIT, stream.close()).await;
-                }
+                close_tls(&mut stream).await;
+                served
+            }
+            Service::Chat(hub) => {
+                let served = crate::chat::session::serve(hub, &mut stream, ctx).await;
+                close_tls(&mut stream).await;
                 served
             }
             // hyper shuts the stream down itself when the connection ends.
@@ -343,6 +363,14 @@ impl Service {
             // The relay shuts the stream down when the child's output ends.
             Service::Exec(command) => exec::serve(command, stream, ctx).await,
         }
+    }
+}
+
+/// Sends close_notify on a TLS stream that is done, unless the client is
+/// gone or stuck.
+async fn close_tls(stream: &mut Stream) {
+    if stream.is_tls() {
+        let _ = tokio::time::timeout(CLOSE_NOTIFY_WAIT, stream.close()).await;
     }
 }
 
@@ -478,7 +506,7 @@ mod tests {
     fn reply(kind: ServiceKind, req: &[u8]) -> Option<Vec<u8>> {
         let mut out = Vec::new();
         let mut state = DatagramState::default();
-        kind.build(&SiteConfig::default(), None)
+        kind.build(&SiteConfig::default(), &ChatConfig::default(), None)
             .unwrap()
             .datagram()
             .unwrap()
@@ -517,7 +545,9 @@ mod tests {
     fn built_services_know_their_kind() {
         let cat = exec::ExecCommand::new(&["cat".into()]).unwrap();
         for kind in ServiceKind::ALL {
-            let built = kind.build(&SiteConfig::default(), Some(&cat)).unwrap();
+            let built = kind
+                .build(&SiteConfig::default(), &ChatConfig::default(), Some(&cat))
+                .unwrap();
             assert_eq!(built.kind(), kind);
             assert_eq!(built.datagram().is_some(), kind.transports().datagram);
         }

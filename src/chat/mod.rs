@@ -1,0 +1,15 @@
+//! The chat room (SPEC 5), `sockit serve chat`: what is said on a chat
+//! connection. [`hub`] holds the members, names and rooms and fans lines
+//! out; [`session`] is one member on a stream connection; [`telnet`]
+//! strips telnet's in-band commands; [`command`] parses a member's line;
+//! [`text`] makes a line safe to show; [`notice`] has every line the
+//! server says itself. The line protocol is in docs/chat-protocol.md.
+
+pub mod command;
+pub mod hub;
+pub mod notice;
+pub mod session;
+pub mod telnet;
+pub mod text;
+
+pub use hub::{ChatConfig, Hub};

@@ -1,0 +1,255 @@
+//! One member on a stream connection (TCP, Unix, TLS): the bytes in,
+//! through the telnet filter and the line framing, checked (flood, length,
+//! escaping) and handed to the hub; and the member's queue out, written
+//! as fast as its socket takes it.
+//!
+//! Reading and writing run side by side in the connection's task, so a
+//! member whose socket is full still has its lines read (and a member who
+//! never writes still gets the room's). Neither ever waits on the hub's
+//! lock for long, and the hub never waits on them.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use super::command::{ClientLine, parse};
+use super::hub::{Flow, Hub, Inbox, Line, Membership};
+use super::notice::Notice;
+use super::telnet::TelnetFilter;
+use super::text::clean;
+use crate::net::frame::{Frame, LineBuffer, LineEnd};
+use crate::net::ratelimit::TokenBucket;
+use crate::net::stream::Stream;
+use crate::service::{ConnContext, IdleTimer};
+
+/// The kernel send buffer of a chat connection. Left to autotuning it
+/// grows to megabytes, and a stuck member would sit on thousands of lines
+/// in the kernel before its `--queue` even began to fill: with it capped,
+/// the queue is what bounds a member's backlog, and a stuck one is found
+/// out after `--queue` lines plus this. Plenty for a reading member: a
+/// burst of long lines is 64 KiB.
+const SEND_BUFFER: usize = 64 * 1024;
+
+/// How long a member that is done (EOF, `/quit`) gets for the lines still
+/// queued for it (its `* bye`, the answer to a piped-in `/who`).
+const DRAIN_WAIT: Duration = Duration::from_secs(2);
+
+/// Lines taken from the queue per write: one syscall for a burst of lines.
+const WRITE_BATCH: usize = 64;
+
+/// The write buffer is given back when a batch of long lines grew it past
+/// this, so a member costs little once a burst has passed.
+const KEPT_WRITE_BUFFER: usize = 64 * 1024;
+
+/// Serves one member until it leaves, is dropped, or the grace period
+/// after a shutdown signal ends.
+///
+/// # Errors
+/// I/O errors on the stream; they end only this member.
+pub async fn serve(hub: &Arc<Hub>, stream: &mut Stream, ctx: &ConnContext) -> io::Result<()> {
+    if let Err(e) = stream.set_send_buffer(SEND_BUFFER) {
+        tracing::debug!(error = %e, "cannot cap the send buffer");
+    }
+    let (member, Inbox { mut lines, dropped }) = hub.join(ctx.peer.to_string());
+    // Set by the reader when the member shows it is a telnet client (or
+    // ends lines with CRLF): its lines then go out with CRLF too.
+    let crlf = AtomicBool::new(false);
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let reading = read_lines(&mut reader, &member, hub, ctx, &crlf);
+    let writing = write_lines(&mut writer, &mut lines, &crlf);
+    tokio::pin!(reading, writing);
+    let read = tokio::select! {
+        read = &mut reading => read,
+        written = &mut writing => return written,
+        _ = dropped.cancelled() => return Ok(()),
+        _ = ctx.force_close.cancelled() => return Ok(()),
+    };
+    // Leaving closes the queue once drained, which ends the writer.
+    member.leave();
+    let drained = tokio::select! {
+        written = tokio::time::timeout(DRAIN_WAIT, &mut writing) => written.unwrap_or(Ok(())),
+        _ = ctx.force_close.cancelled() => Ok(()),
+    };
+    read.and(drained)
+}
+
+/// Reads the member's lines and acts on them, until EOF or `/quit`.
+async fn read_lines<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    member: &Membership,
+    hub: &Hub,
+    ctx: &ConnContext,
+    crlf: &AtomicBool,
+) -> io::Result<()> {
+    let mut buf = LineBuffer::new(ctx.max_line);
+    let mut telnet = TelnetFilter::new();
+    let mut flood = Flood::new(hub.config().flood_rate, hub.config().flood_burst);
+    let mut idle = IdleTimer::new(ctx.idle_timeout);
+    let mut told_shutdown = false;
+    loop {
+        let spare = buf.spare();
+        let n = tokio::select! {
+            biased;
+            n = reader.read(&mut *spare) => n?,
+            _ = ctx.stop_accepting.cancelled(), if !told_shutdown => {
+                told_shutdown = true;
+                member.notice(Notice::ShuttingDown);
+                continue;
+            }
+            _ = idle.expired() => return Ok(()),
+        };
+        if n == 0 {
+            // A last line without its line end (`printf hi | nc`) counts.
+            if let Some(Frame::Line(bytes, _)) = buf.take_partial() {
+                act(member, bytes, &mut flood);
+            }
+            return Ok(());
+        }
+        idle.touch();
+        let kept = telnet.filter(&mut spare[..n]);
+        buf.filled(kept);
+        if telnet.seen_telnet() {
+            crlf.store(true, Ordering::Relaxed);
+        }
+        while let Some(frame) = buf.next_frame() {
+            match frame {
+                Frame::Line(bytes, end) => {
+                    if end == LineEnd::CrLf {
+                        crlf.store(true, Ordering::Relaxed);
+                    }
+                    if act(member, bytes, &mut flood) == Flow::Quit {
+                        return Ok(());
+                    }
+                }
+                Frame::TooLong => member.notice(Notice::TooLong { max: ctx.max_line }),
+            }
+        }
+    }
+}
+
+/// One line from the member: escaped, parsed, flood-checked, done.
+fn act(member: &Membership, bytes: &[u8], flood: &mut Flood) -> Flow {
+    let text = clean(bytes);
+    let request = parse(&text);
+    if request == ClientLine::Empty {
+        return Flow::Continue;
+    }
+    match flood.check(Instant::now()) {
+        Verdict::Pass => member.handle(request),
+        Verdict::Drop { first } => {
+            if first {
+                member.notice(Notice::Flood { rate: flood.rate });
+            }
+            Flow::Continue
+        }
+    }
+}
+
+/// Writes the member's queued lines until the queue closes.
+async fn write_lines<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    lines: &mut mpsc::Receiver<Line>,
+    crlf: &AtomicBool,
+) -> io::Result<()> {
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    let mut out = Vec::new();
+    while lines.recv_many(&mut batch, WRITE_BATCH).await > 0 {
+        let end = if crlf.load(Ordering::Relaxed) {
+            LineEnd::CrLf
+        } else {
+            LineEnd::Lf
+        };
+        for line in batch.drain(..) {
+            out.extend_from_slice(line.as_bytes());
+            out.extend_from_slice(end.bytes());
+        }
+        writer.write_all(&out).await?;
+        // TLS holds written records until flushed.
+        writer.flush().await?;
+        out.clear();
+        if out.capacity() > KEPT_WRITE_BUFFER {
+            out = Vec::new();
+        }
+    }
+    Ok(())
+}
+
+/// Per-member flood control: a token bucket of `burst` lines refilled at
+/// `rate` a second; a rate of 0 lets everything through.
+#[derive(Debug)]
+struct Flood {
+    rate: u32,
+    burst: u32,
+    bucket: TokenBucket,
+    /// Whether the member was told about the lines being dropped now, so
+    /// a flood gets one notice, not one per line.
+    warned: bool,
+}
+
+/// What the flood control says of a line.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    /// Within the limit.
+    Pass,
+    /// Over it; `first` is the first line dropped since the last pass.
+    Drop { first: bool },
+}
+
+impl Flood {
+    fn new(rate: u32, burst: u32) -> Flood {
+        let burst = burst.max(1);
+        Flood {
+            rate,
+            burst,
+            bucket: TokenBucket::new(f64::from(burst), Instant::now()),
+            warned: false,
+        }
+    }
+
+    fn check(&mut self, now: Instant) -> Verdict {
+        if self.rate == 0
+            || self
+                .bucket
+                .allow(f64::from(self.rate), f64::from(self.burst), now)
+        {
+            self.warned = false;
+            return Verdict::Pass;
+        }
+        let first = !self.warned;
+        self.warned = true;
+        Verdict::Drop { first }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flood_allows_the_burst_then_the_rate() {
+        let start = Instant::now();
+        let mut flood = Flood::new(10, 20);
+        for _ in 0..20 {
+            assert_eq!(flood.check(start), Verdict::Pass);
+        }
+        assert_eq!(flood.check(start), Verdict::Drop { first: true });
+        assert_eq!(flood.check(start), Verdict::Drop { first: false });
+        // 100 ms earns one line.
+        let later = start + Duration::from_millis(100);
+        assert_eq!(flood.check(later), Verdict::Pass);
+        assert_eq!(flood.check(later), Verdict::Drop { first: true });
+    }
+
+    #[test]
+    fn flood_rate_zero_is_off() {
+        let now = Instant::now();
+        let mut flood = Flood::new(0, 1);
+        for _ in 0..10_000 {
+            assert_eq!(flood.check(now), Verdict::Pass);
+        }
+    }
+}
