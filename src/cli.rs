@@ -144,7 +144,8 @@ pub struct HttpArgs {
     /// http: add this header to every response (repeatable).
     #[arg(long = "header", value_name = "'NAME: VALUE'")]
     pub headers: Vec<String>,
-    /// http: require this user and password (HASH from `sockit hash-password`).
+    /// http: require this user and password (HASH from `sockit hash-password`,
+    /// or a bcrypt hash as `htpasswd -nB` writes).
     #[arg(long, value_name = "USER:HASH")]
     pub basic_auth: Option<String>,
     /// http: which symlinks are followed: inside (those whose target

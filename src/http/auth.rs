@@ -1,8 +1,11 @@
 //! HTTP Basic authentication (`--basic-auth USER:HASH`) against an
-//! Argon2 password hash, and `sockit hash-password`, which makes one.
+//! Argon2 or bcrypt password hash, and `sockit hash-password`, which
+//! makes an Argon2 one.
 //!
-//! Passwords are never stored or given in plain text: the hash is a PHC
-//! string (`$argon2id$v=19$...`) from the RustCrypto `argon2` crate.
+//! Passwords are never stored or given in plain text: the hash is an
+//! Argon2 PHC string (`$argon2id$v=19$...`, RustCrypto's `argon2`) or a
+//! bcrypt one (`$2y$...`, what `htpasswd -B` writes; the `bcrypt` crate),
+//! so an existing htpasswd entry can be used as it is.
 //! Verifying one is deliberately slow (tens of milliseconds), so it runs
 //! on the blocking pool, at most two at once, and a
 //! credential once verified is remembered (by its SHA-256) so that the
@@ -55,11 +58,52 @@ pub fn print_hash_of_stdin() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A password hash of a kind sockit verifies.
+#[derive(Debug, Clone)]
+enum Hash {
+    /// A PHC string, `$argon2id$...` (or argon2i, argon2d).
+    Argon2(String),
+    /// `$2a$`, `$2b$` or `$2y$`, cost and salt included.
+    Bcrypt(String),
+}
+
+impl Hash {
+    fn parse(text: &str) -> Result<Hash, String> {
+        if ["$2a$", "$2b$", "$2y$"].iter().any(|p| text.starts_with(p)) {
+            text.parse::<bcrypt::HashParts>()
+                .map_err(|e| format!("--basic-auth: not a bcrypt hash: {e}"))?;
+            return Ok(Hash::Bcrypt(text.to_owned()));
+        }
+        let parsed = PasswordHash::new(text).map_err(|e| {
+            format!("--basic-auth: {e}: not a password hash (make one with `sockit hash-password`)")
+        })?;
+        if !parsed.algorithm.as_str().starts_with("argon2") {
+            return Err(format!(
+                "--basic-auth: {} hashes are not supported; use argon2 (`sockit hash-password`) or bcrypt",
+                parsed.algorithm
+            ));
+        }
+        Ok(Hash::Argon2(text.to_owned()))
+    }
+
+    /// Slow on purpose: run it on the blocking pool.
+    fn verify(&self, password: &str) -> bool {
+        match self {
+            Hash::Argon2(hash) => PasswordHash::new(hash).is_ok_and(|hash| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &hash)
+                    .is_ok()
+            }),
+            Hash::Bcrypt(hash) => bcrypt::verify(password, hash).unwrap_or(false),
+        }
+    }
+}
+
 /// One user and the hash of their password.
 #[derive(Debug)]
 pub struct BasicAuth {
     user: String,
-    hash: String,
+    hash: Hash,
     /// SHA-256 of `Authorization` values already verified.
     verified: Mutex<HashSet<[u8; 32]>>,
     verifying: Arc<Semaphore>,
@@ -69,8 +113,8 @@ impl BasicAuth {
     /// Reads `USER:HASH`.
     ///
     /// # Errors
-    /// No colon, an empty user, or a hash that is not an Argon2 PHC
-    /// string.
+    /// No colon, an empty user, or a hash that is neither an Argon2 PHC
+    /// string nor a bcrypt hash.
     pub fn parse(text: &str) -> Result<BasicAuth, String> {
         let (user, hash) = text.split_once(':').ok_or(
             "--basic-auth: expected USER:HASH (make the hash with `sockit hash-password`)",
@@ -78,18 +122,9 @@ impl BasicAuth {
         if user.is_empty() {
             return Err("--basic-auth: the user name is empty".into());
         }
-        let parsed = PasswordHash::new(hash).map_err(|e| {
-            format!("--basic-auth: {e}: not a password hash (make one with `sockit hash-password`)")
-        })?;
-        if !parsed.algorithm.as_str().starts_with("argon2") {
-            return Err(format!(
-                "--basic-auth: {} hashes are not supported; use argon2 (`sockit hash-password`)",
-                parsed.algorithm
-            ));
-        }
         Ok(BasicAuth {
             user: user.to_owned(),
-            hash: hash.to_owned(),
+            hash: Hash::parse(hash)?,
             verified: Mutex::new(HashSet::new()),
             verifying: Arc::new(Semaphore::new(MAX_VERIFYING)),
         })
@@ -114,15 +149,9 @@ impl BasicAuth {
             return false;
         };
         let me = self.clone();
-        let ok = tokio::task::spawn_blocking(move || {
-            PasswordHash::new(&me.hash).is_ok_and(|hash| {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), &hash)
-                    .is_ok()
-            })
-        })
-        .await
-        .unwrap_or(false);
+        let ok = tokio::task::spawn_blocking(move || me.hash.verify(&password))
+            .await
+            .unwrap_or(false);
         if ok {
             let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
             if verified.len() >= MAX_REMEMBERED {
@@ -183,13 +212,25 @@ mod tests {
         assert!(!auth.permits(None).await);
     }
 
+    #[tokio::test]
+    async fn bcrypt_hashes_as_htpasswd_writes_them() {
+        // `htpasswd -nbB alice s3cret` writes $2y$; the crate makes $2b$.
+        let made = bcrypt::hash("s3cret", 4).unwrap();
+        let htpasswd = made.replacen("$2b$", "$2y$", 1);
+        for hash in [made, htpasswd] {
+            let auth = Arc::new(BasicAuth::parse(&format!("alice:{hash}")).unwrap());
+            assert!(auth.permits(Some(&basic("alice:s3cret"))).await, "{hash}");
+            assert!(!auth.permits(Some(&basic("alice:s3cre"))).await, "{hash}");
+        }
+    }
+
     #[test]
     fn bad_specs_are_refused() {
         assert!(BasicAuth::parse("alice").is_err());
         assert!(BasicAuth::parse(":$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaA").is_err());
         assert!(BasicAuth::parse("alice:plaintext").is_err());
-        let bcrypt = "alice:$2b$12$abcdefghijklmnopqrstuu5w2TwfrOL7Cz8YQJ3M8jIe5Gz7cRBXy";
-        assert!(BasicAuth::parse(bcrypt).is_err());
+        assert!(BasicAuth::parse("alice:$2y$12$tooshort").is_err());
+        assert!(BasicAuth::parse("alice:$5$rounds=5000$salt$hash").is_err());
         assert!(hash_password("").is_err());
     }
 }
