@@ -28,10 +28,14 @@ for target in "${targets[@]}"; do
   runs=$(grep -oE '^stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' | tail -1)
   if ((code == 0)); then
     echo "$target: ${runs:-?} runs in ${seconds}s, no crash"
+  elif grep -q 'Test unit written' "$log"; then
+    status=1
+    echo "$target: CRASHED after ${runs:-?} runs:"
+    grep -E 'panicked|ERROR|Test unit written' "$log" | head -5 | sed 's/^/  /'
   else
     status=1
-    echo "$target: CRASHED (exit $code) after ${runs:-?} runs:"
-    grep -E 'panicked|ERROR|Test unit written' "$log" | head -5 | sed 's/^/  /'
+    echo "$target: did not run (exit $code):"
+    tail -3 "$log" | sed 's/^/  /'
   fi
   rm -f "$log"
 done
