@@ -276,7 +276,11 @@ impl ServerConfig {
                 tls: load_identity(&tls).map_err(ctx)?,
                 site: site_config(entry.name, &entry.http.to_args(cli_http)?).map_err(ctx)?,
                 chat: chat_config(entry.name, &entry.chat.to_args(cli_chat)).map_err(ctx)?,
-                command: exec_command(entry.name, &entry.command).map_err(ctx)?,
+                command: exec_command(
+                    entry.name,
+                    &entry.command.iter().map(OsString::from).collect::<Vec<_>>(),
+                )
+                .map_err(ctx)?,
                 systemd: false,
                 limits,
             });
@@ -466,9 +470,9 @@ struct ServiceEntry {
     name: ServiceKind,
     #[serde(default)]
     listen: Vec<String>,
-    /// exec: the program and its arguments.
+    /// exec: the program and its arguments (text: TOML has no other).
     #[serde(default)]
-    command: Vec<OsString>,
+    command: Vec<String>,
     #[serde(flatten)]
     limits: LimitEntry,
     #[serde(flatten)]
@@ -746,6 +750,22 @@ mod tests {
 
     fn parse(text: &str) -> Result<ServerConfig, String> {
         ServerConfig::from_toml(text, &no_cli(), DEFAULT_GRACE, &TlsServerArgs::default())
+    }
+
+    #[test]
+    fn exec_takes_its_command_from_the_file() {
+        let config = parse(
+            "[[service]]\nname = \"exec\"\nlisten = [\"127.0.0.1:7000\"]\ncommand = [\"cat\", \"-u\"]",
+        )
+        .unwrap();
+        let command = config.services[0].command.as_ref().unwrap();
+        assert!(command.program().ends_with("cat"), "{command:?}");
+        let err = parse("[[service]]\nname = \"exec\"\nlisten = [\"127.0.0.1:7000\"]").unwrap_err();
+        assert!(err.contains("needs a command"), "{err}");
+        let err = parse("[[service]]\nname = \"echo\"\ncommand = [\"cat\"]").unwrap_err();
+        assert!(err.contains("for serve exec"), "{err}");
+        let err = parse("[[service]]\nname = \"exec\"\ncommand = [\"cat\"]").unwrap_err();
+        assert!(err.contains("no default port"), "{err}");
     }
 
     #[test]
