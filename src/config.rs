@@ -814,6 +814,28 @@ mod tests {
     }
 
     #[test]
+    fn chat_entries_may_have_web_listeners() {
+        let cfg =
+            parse("[[service]]\nname = \"chat\"\nweb = [\"127.0.0.1:5080\", \"tls://[::1]:5443\"]")
+                .unwrap();
+        let web: Vec<String> = cfg.services[0].web.iter().map(|e| e.to_string()).collect();
+        assert_eq!(web, ["tcp://127.0.0.1:5080", "tls://[::1]:5443"]);
+        for (text, want) in [
+            (
+                "[[service]]\nname = \"echo\"\nweb = [\":1\"]",
+                "--web is for the chat service, not echo",
+            ),
+            (
+                "[[service]]\nname = \"chat\"\nweb = [\"udp://:1\"]",
+                "chat --web does not serve datagrams",
+            ),
+        ] {
+            let err = parse(text).unwrap_err();
+            assert!(err.contains(want), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
     fn chat_entries_have_their_own_keys_and_defaults() {
         let cfg = parse(
             "[[service]]\nname = \"chat\"\nhistory = 0\nqueue = 50\nflood_rate = 0\n\

@@ -6,10 +6,12 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Proc, serve};
 use futures_util::{SinkExt, StreamExt};
+use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -397,29 +399,129 @@ fn web_listeners_are_for_chat_and_streams_only() {
     }
 }
 
-#[test]
-fn web_listeners_take_tls_and_unix_addresses() {
+/// Over TLS (the development certificate, any certificate accepted) and
+/// over a Unix socket, the WebSocket works the same, and the page's own
+/// origin is the `https://` one.
+#[tokio::test]
+async fn web_listeners_take_tls_and_unix_addresses() {
     let dir = common::TempDir::new("chat-web");
     let unix = format!("unix://{}", dir.path("web.sock"));
+    let tls = "tls://127.0.0.1:0";
     let server = serve(
         &[
             "chat",
             "-l",
             "tcp://127.0.0.1:0",
             "--web",
-            "tls://127.0.0.1:0",
+            tls,
             "--web",
             &unix,
         ],
         3,
     );
-    assert!(
-        server.addrs[1].starts_with("https://127.0.0.1:"),
-        "{:?}",
-        server.addrs
-    );
+    let https = server.addrs[1]
+        .strip_prefix("https://")
+        .expect("an https:// line");
     assert_eq!(
         server.addrs[2],
         format!("http+unix://{}", dir.path("web.sock"))
     );
+
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls_client()));
+    let name = ServerName::try_from("localhost").unwrap();
+    for origin in [format!("https://{https}"), format!("http://{https}")] {
+        let tcp = TcpStream::connect(https).await.unwrap();
+        let tls = connector.connect(name.clone(), tcp).await.unwrap();
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+        let mut request = format!("wss://{https}/ws").into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("origin", origin.parse().unwrap());
+        let upgraded = timeout(STEP, tokio_tungstenite::client_async(request, tls))
+            .await
+            .unwrap();
+        if origin.starts_with("http://") {
+            assert!(
+                upgraded.is_err(),
+                "plain http:// is not the TLS page's origin"
+            );
+            continue;
+        }
+        let (mut ws, _) = upgraded.unwrap();
+        let welcome = ws.next().await.unwrap().unwrap();
+        assert!(
+            welcome.to_text().unwrap().starts_with(WELCOME),
+            "{welcome:?}"
+        );
+        ws.send(Message::text("/who")).await.unwrap();
+        let who = ws.next().await.unwrap().unwrap();
+        assert!(
+            who.to_text().unwrap().starts_with("* in lobby: "),
+            "{who:?}"
+        );
+    }
+
+    let socket = tokio::net::UnixStream::connect(dir.path("web.sock"))
+        .await
+        .unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async("ws://localhost/ws", socket)
+        .await
+        .unwrap();
+    let welcome = ws.next().await.unwrap().unwrap();
+    assert!(
+        welcome
+            .to_text()
+            .unwrap()
+            .starts_with("* welcome, you are unix-"),
+        "{welcome:?}"
+    );
+}
+
+/// A TLS client that accepts any certificate (the development one); the
+/// handshake's signatures are still checked. It offers ALPN `http/1.1`.
+fn tls_client() -> rustls::ClientConfig {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config
+}
+
+#[derive(Debug)]
+struct AnyCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
