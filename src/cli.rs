@@ -181,6 +181,10 @@ pub struct ChatArgs {
     /// chat: lines a member may send at once after a pause (default 20).
     #[arg(long, value_name = "N", value_parser = whole_number::<u32>(1, MAX_FLOOD.into()))]
     pub flood_burst: Option<u32>,
+    /// chat: also serve the chat page at / and its WebSocket at /ws on
+    /// ADDR (tcp://, tls:// for HTTPS, unix://); may be repeated.
+    #[arg(long, value_name = "ADDR")]
+    pub web: Vec<String>,
 }
 
 /// The certificate and handshake limit of `tls://` listeners, shared by
@@ -486,6 +490,7 @@ Examples:
   sockit serve echo -l tls://127.0.0.1:7443   # self-signed development certificate
   sockit serve chat                   # telnet 127.0.0.1 5000
   sockit serve chat -l :5000 -l tls://0.0.0.0:5443 --history 50 --flood-rate 0
+  sockit serve chat --web :5080       # and a chat page at http://127.0.0.1:5080/
   sockit serve --config services.toml # several services, like inetd";
 
 const CONNECT_EXAMPLES: &str = "\

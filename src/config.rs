@@ -31,6 +31,7 @@
 //! queue = 1000               # lines a member may fall behind
 //! flood_rate = 10            # lines/s per member; 0: off
 //! flood_burst = 20
+//! web = ["tcp://127.0.0.1:5080"]   # the chat page and its WebSocket
 //! ```
 
 use std::ffi::OsString;
@@ -110,6 +111,8 @@ pub struct ServiceConfig {
     pub site: SiteConfig,
     /// How `chat` keeps its room (other services ignore it).
     pub chat: ChatConfig,
+    /// `chat`'s web listeners (`--web`), bound after `listen`.
+    pub web: Vec<Endpoint>,
     /// What `exec` runs for each connection (`None` for the others).
     pub command: Option<ExecCommand>,
     /// Whether sockets passed by systemd (`LISTEN_FDS`) are adopted first.
@@ -174,6 +177,7 @@ impl ServerConfig {
                 tls: load_identity(&args.tls).map_err(UsageError)?,
                 site: site_config(service, &args.http).map_err(UsageError)?,
                 chat: chat_config(service, &args.chat).map_err(UsageError)?,
+                web: web_listeners(service, &args.chat.web).map_err(UsageError)?,
                 command: exec_command(service, &args.command).map_err(UsageError)?,
                 systemd,
                 limits,
@@ -276,6 +280,7 @@ impl ServerConfig {
                 tls: load_identity(&tls).map_err(ctx)?,
                 site: site_config(entry.name, &entry.http.to_args(cli_http)?).map_err(ctx)?,
                 chat: chat_config(entry.name, &entry.chat.to_args(cli_chat)).map_err(ctx)?,
+                web: web_listeners(entry.name, &entry.chat.to_args(cli_chat).web).map_err(ctx)?,
                 command: exec_command(
                     entry.name,
                     &entry.command.iter().map(OsString::from).collect::<Vec<_>>(),
@@ -491,6 +496,8 @@ struct ChatEntry {
     queue: Option<usize>,
     flood_rate: Option<u32>,
     flood_burst: Option<u32>,
+    #[serde(default)]
+    web: Vec<String>,
 }
 
 impl ChatEntry {
@@ -500,8 +507,34 @@ impl ChatEntry {
             queue: self.queue.or(cli.queue),
             flood_rate: self.flood_rate.or(cli.flood_rate),
             flood_burst: self.flood_burst.or(cli.flood_burst),
+            web: if self.web.is_empty() {
+                cli.web.clone()
+            } else {
+                self.web.clone()
+            },
         }
     }
+}
+
+/// The web listeners of a `chat` service (`--web`): stream addresses,
+/// for chat only.
+fn web_listeners(service: ServiceKind, web: &[String]) -> Result<Vec<Endpoint>, String> {
+    if web.is_empty() {
+        return Ok(Vec::new());
+    }
+    if service != ServiceKind::Chat {
+        return Err(format!(
+            "--web is for the chat service, not {}",
+            service.name()
+        ));
+    }
+    let web = parse_listeners(web).map_err(|e| e.0)?;
+    let streams = Transports {
+        stream: true,
+        datagram: false,
+    };
+    check_listeners_fit("chat --web", streams, &web)?;
+    Ok(web)
 }
 
 /// The settings of a `chat` service, range-checked (the command line's
@@ -798,6 +831,28 @@ mod tests {
             cfg.services[1].listen[0].to_string(),
             "tcp://127.0.0.1:1313"
         );
+    }
+
+    #[test]
+    fn chat_entries_may_have_web_listeners() {
+        let cfg =
+            parse("[[service]]\nname = \"chat\"\nweb = [\"127.0.0.1:5080\", \"tls://[::1]:5443\"]")
+                .unwrap();
+        let web: Vec<String> = cfg.services[0].web.iter().map(|e| e.to_string()).collect();
+        assert_eq!(web, ["tcp://127.0.0.1:5080", "tls://[::1]:5443"]);
+        for (text, want) in [
+            (
+                "[[service]]\nname = \"echo\"\nweb = [\":1\"]",
+                "--web is for the chat service, not echo",
+            ),
+            (
+                "[[service]]\nname = \"chat\"\nweb = [\"udp://:1\"]",
+                "chat --web does not serve datagrams",
+            ),
+        ] {
+            let err = parse(text).unwrap_err();
+            assert!(err.contains(want), "{text:?}: {err}");
+        }
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! out; [`session`] is one member on a stream connection; [`telnet`]
 //! strips telnet's in-band commands; [`command`] parses a member's line;
 //! [`text`] makes a line safe to show; [`notice`] has every line the
-//! server says itself. The line protocol is in docs/chat-protocol.md.
+//! server says itself; [`web`] serves `--web` (the page, the upgrade) and
+//! [`ws`] is one member on a WebSocket. The line protocol is in docs/chat-protocol.md.
 
 pub mod command;
 pub mod hub;
@@ -11,5 +12,7 @@ pub mod notice;
 pub mod session;
 pub mod telnet;
 pub mod text;
+pub mod web;
+pub mod ws;
 
 pub use hub::{ChatConfig, Hub};

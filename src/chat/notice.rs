@@ -113,6 +113,8 @@ pub enum Notice<'a> {
     Bye,
     /// To every member when the server gets SIGTERM.
     ShuttingDown,
+    /// To a WebSocket member, the first time it sends a binary frame.
+    Binary,
 }
 
 impl fmt::Display for Notice<'_> {
@@ -145,6 +147,7 @@ impl fmt::Display for Notice<'_> {
             Notice::Usage { usage } => write!(f, "usage: {usage}"),
             Notice::Bye => f.write_str("bye"),
             Notice::ShuttingDown => f.write_str("server shutting down"),
+            Notice::Binary => f.write_str("binary frames are not lines, ignored: send text frames"),
         }
     }
 }

@@ -32,14 +32,14 @@ use crate::service::{ConnContext, IdleTimer};
 /// the queue is what bounds a member's backlog, and a stuck one is found
 /// out after `--queue` lines plus this. Plenty for a reading member: a
 /// burst of long lines is 64 KiB.
-const SEND_BUFFER: usize = 64 * 1024;
+pub(super) const SEND_BUFFER: usize = 64 * 1024;
 
 /// How long a member that is done (EOF, `/quit`) gets for the lines still
 /// queued for it (its `* bye`, the answer to a piped-in `/who`).
-const DRAIN_WAIT: Duration = Duration::from_secs(2);
+pub(super) const DRAIN_WAIT: Duration = Duration::from_secs(2);
 
 /// Lines taken from the queue per write: one syscall for a burst of lines.
-const WRITE_BATCH: usize = 64;
+pub(super) const WRITE_BATCH: usize = 64;
 
 /// The write buffer is given back when a batch of long lines grew it past
 /// this, so a member costs little once a burst has passed.
@@ -132,7 +132,7 @@ async fn read_lines<R: AsyncRead + Unpin>(
 }
 
 /// One line from the member: escaped, parsed, flood-checked, done.
-fn act(member: &Membership, bytes: &[u8], flood: &mut Flood) -> Flow {
+pub(super) fn act(member: &Membership, bytes: &[u8], flood: &mut Flood) -> Flow {
     let text = clean(bytes);
     let request = parse(&text);
     if request == ClientLine::Empty {
@@ -181,7 +181,7 @@ async fn write_lines<W: AsyncWrite + Unpin>(
 /// Per-member flood control: a token bucket of `burst` lines refilled at
 /// `rate` a second; a rate of 0 lets everything through.
 #[derive(Debug)]
-struct Flood {
+pub(super) struct Flood {
     rate: u32,
     burst: u32,
     bucket: TokenBucket,
@@ -200,7 +200,7 @@ enum Verdict {
 }
 
 impl Flood {
-    fn new(rate: u32, burst: u32) -> Flood {
+    pub(super) fn new(rate: u32, burst: u32) -> Flood {
         let burst = burst.max(1);
         Flood {
             rate,

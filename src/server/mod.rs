@@ -90,6 +90,8 @@ impl Server {
     pub async fn bind(config: &ServerConfig) -> anyhow::Result<Server> {
         let mut tls = TlsMaterial::for_config(config);
         let mut sockets = Vec::new();
+        // Announced after every -l listener, in their own order.
+        let mut web_sockets = Vec::new();
         for svc in &config.services {
             let limits = Arc::new(svc.limits.clone());
             let permits = Arc::new(Semaphore::new(limits.max_conns));
@@ -144,7 +146,36 @@ impl Server {
                     name,
                 });
             }
+            if let Some(web) = service.web() {
+                for endpoint in &svc.web {
+                    let bound = listener::bind(endpoint).await?;
+                    let name = web_url(&bound.local_endpoint()?);
+                    let Bound::Stream(listener) = bound else {
+                        anyhow::bail!("{endpoint}: --web takes stream addresses");
+                    };
+                    let tls = match &listener {
+                        StreamListener::Tcp { tls: true, .. } => Some(TlsSetup {
+                            acceptor: tls.acceptor(svc.tls.as_ref(), &web)?,
+                            handshake_timeout: limits.handshake_timeout,
+                        }),
+                        _ => None,
+                    };
+                    web_sockets.push(BoundService {
+                        kind: svc.service,
+                        limits: limits.clone(),
+                        permits: permits.clone(),
+                        per_ip: per_ip.clone(),
+                        socket: BoundSocket::Stream {
+                            listener,
+                            service: web.clone(),
+                            tls,
+                        },
+                        name,
+                    });
+                }
+            }
         }
+        sockets.extend(web_sockets);
         Ok(Server {
             sockets,
             grace: config.grace,
@@ -235,6 +266,18 @@ impl Server {
     }
 }
 
+/// How a web listener is announced: `http://HOST:PORT`, `https://` for
+/// TLS, `http+unix://PATH` for a Unix socket.
+fn web_url(endpoint: &str) -> String {
+    let (scheme, rest) = endpoint.split_once("://").unwrap_or(("tcp", endpoint));
+    let scheme = match scheme {
+        "tls" => "https",
+        "unix" => "http+unix",
+        _ => "http",
+    };
+    format!("{scheme}://{rest}")
+}
+
 /// The certificates and ticket keys of one server: made once, shared by
 /// every TLS listener.
 struct TlsMaterial {
@@ -254,7 +297,7 @@ impl TlsMaterial {
             .services
             .iter()
             .filter(|svc| svc.tls.is_none())
-            .flat_map(|svc| &svc.listen)
+            .flat_map(|svc| svc.listen.iter().chain(&svc.web))
             .filter_map(|endpoint| match endpoint {
                 Endpoint::Tls(hp) => Some(hp.host_text()),
                 _ => None,

@@ -207,6 +207,9 @@ pub enum Service {
     Http(Arc<Site>),
     /// The chat room: one hub for every listener of the service.
     Chat(Arc<Hub>),
+    /// The chat's web listeners (`--web`): its page and WebSocket, onto
+    /// the same hub.
+    ChatWeb(Arc<Hub>),
     /// A child process per connection.
     Exec(Arc<ExecCommand>),
 }
@@ -291,8 +294,17 @@ impl Service {
             Service::Classic(Classic::Time) => ServiceKind::Time,
             Service::Classic(Classic::Chargen) => ServiceKind::Chargen,
             Service::Http(_) => ServiceKind::Http,
-            Service::Chat(_) => ServiceKind::Chat,
+            Service::Chat(_) | Service::ChatWeb(_) => ServiceKind::Chat,
             Service::Exec(_) => ServiceKind::Exec,
+        }
+    }
+
+    /// The side of the service that serves its `--web` listeners: chat's
+    /// page and WebSocket, onto the same hub; `None` for the others.
+    pub fn web(&self) -> Option<Service> {
+        match self {
+            Service::Chat(hub) => Some(Service::ChatWeb(hub.clone())),
+            _ => None,
         }
     }
 
@@ -317,6 +329,7 @@ impl Service {
         match self {
             Service::Classic(_) | Service::Chat(_) | Service::Exec(_) => None,
             Service::Http(site) => Some(site.header_timeout),
+            Service::ChatWeb(_) => Some(crate::http::site::DEFAULT_HEADER_TIMEOUT),
         }
     }
 
@@ -326,6 +339,8 @@ impl Service {
         match self {
             Service::Classic(_) | Service::Chat(_) | Service::Exec(_) => &[],
             Service::Http(_) => &[b"h2", b"http/1.1"],
+            // A WebSocket upgrade needs HTTP/1.1.
+            Service::ChatWeb(_) => &[b"http/1.1"],
         }
     }
 
@@ -334,7 +349,7 @@ impl Service {
     pub fn datagram(&self) -> Option<Classic> {
         match self {
             Service::Classic(classic) => Some(*classic),
-            Service::Http(_) | Service::Chat(_) | Service::Exec(_) => None,
+            Service::Http(_) | Service::Chat(_) | Service::ChatWeb(_) | Service::Exec(_) => None,
         }
     }
 
@@ -360,6 +375,8 @@ impl Service {
                 let (stop, force) = (&ctx.stop_accepting, &ctx.force_close);
                 crate::http::conn::serve(site.clone(), stream, ctx.peer, stop, force).await
             }
+            // hyper, or the WebSocket's close, ends the stream.
+            Service::ChatWeb(hub) => crate::chat::web::serve(hub, stream, ctx).await,
             // The relay shuts the stream down when the child's output ends.
             Service::Exec(command) => exec::serve(command, stream, ctx).await,
         }
