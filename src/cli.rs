@@ -104,6 +104,10 @@ pub struct ServeArgs {
     /// The limits and access rules for the service.
     #[command(flatten)]
     pub limits: LimitArgs,
+    /// Serve Prometheus metrics at http://ADDR/metrics (tcp:// or unix://;
+    /// with --config, overrides the file's `metrics`).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
     /// After SIGINT/SIGTERM, how long open connections may go on.
     #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "10s")]
     pub grace: Duration,

@@ -8,6 +8,7 @@
 //!
 //! ```toml
 //! grace = "10s"              # shutdown grace period; a bare number is seconds
+//! metrics = "127.0.0.1:9100" # Prometheus endpoint (tcp:// or unix://), as --metrics
 //!
 //! [[service]]
 //! name = "ping"
@@ -95,6 +96,8 @@ pub struct ServerConfig {
     pub services: Vec<ServiceConfig>,
     /// How long open connections may go on after a shutdown signal.
     pub grace: Duration,
+    /// Where `/metrics` is served (`--metrics`); `None`: nowhere.
+    pub metrics: Option<Endpoint>,
 }
 
 /// One service and where it listens.
@@ -146,15 +149,24 @@ impl ServerConfig {
     /// # Errors
     /// A [`UsageError`] naming the bad address, rule, or config entry.
     pub fn from_args(args: &ServeArgs) -> Result<ServerConfig, UsageError> {
+        let metrics = args
+            .metrics
+            .as_deref()
+            .map(|text| parse_metrics(text).map_err(UsageError))
+            .transpose()?;
         if let Some(path) = &args.config {
-            return Self::from_file(
+            let mut config = Self::from_file(
                 path,
                 &args.limits,
                 args.grace,
                 &args.tls,
                 &args.http,
                 &args.chat,
-            );
+            )?;
+            if metrics.is_some() {
+                config.metrics = metrics;
+            }
+            return Ok(config);
         }
         let service = args
             .service
@@ -183,6 +195,7 @@ impl ServerConfig {
                 limits,
             }],
             grace: args.grace,
+            metrics,
         })
     }
 
@@ -258,6 +271,12 @@ impl ServerConfig {
             Some(g) => g.to_duration().map_err(|e| format!("grace: {e}"))?,
             None => cli_grace,
         };
+        let metrics = file
+            .metrics
+            .as_deref()
+            .map(parse_metrics)
+            .transpose()
+            .map_err(|e| format!("metrics: {e}"))?;
         let mut services = Vec::new();
         for (i, entry) in file.service.iter().enumerate() {
             let ctx = |e: String| format!("service #{} ({}): {e}", i + 1, entry.name.name());
@@ -290,7 +309,11 @@ impl ServerConfig {
                 limits,
             });
         }
-        Ok(ServerConfig { services, grace })
+        Ok(ServerConfig {
+            services,
+            grace,
+            metrics,
+        })
     }
 }
 
@@ -454,6 +477,18 @@ fn load_identity(tls: &TlsServerArgs) -> Result<Option<ServerIdentity>, String> 
     }
 }
 
+/// The `--metrics` address: TCP (a bare `HOST:PORT` too) or a Unix
+/// stream socket; an HTTP server needs a stream, and TLS is not offered.
+fn parse_metrics(text: &str) -> Result<Endpoint, String> {
+    let endpoint = Endpoint::parse(text, DefaultScheme::Tcp).map_err(|e| e.to_string())?;
+    match endpoint {
+        Endpoint::Tcp(_) | Endpoint::Unix(_) => Ok(endpoint),
+        other => Err(format!(
+            "--metrics {other}: must be a tcp:// or unix:// address"
+        )),
+    }
+}
+
 fn parse_listeners(list: &[String]) -> Result<Vec<Endpoint>, UsageError> {
     list.iter()
         .map(|s| Endpoint::parse(s, DefaultScheme::Tcp).map_err(UsageError::from))
@@ -465,6 +500,7 @@ fn parse_listeners(list: &[String]) -> Result<Vec<Endpoint>, UsageError> {
 #[serde(deny_unknown_fields)]
 struct ConfigFile {
     grace: Option<DurationValue>,
+    metrics: Option<String>,
     #[serde(default)]
     service: Vec<ServiceEntry>,
 }

@@ -16,6 +16,7 @@
 //! - [`bench`](mod@bench): the load generator behind `sockit bench`; the
 //!   latency histogram it shares with `ping` lives in `stats`.
 //! - [`chat`]: `serve chat`, the chat room for telnet and nc.
+//! - [`metrics`]: what servers count, for `--metrics` and SIGUSR1.
 //! - [`peer`]: the P2P UDP mesh behind `sockit peer`.
 
 pub mod bench;
@@ -27,6 +28,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod logging;
+pub mod metrics;
 pub mod net;
 pub mod peer;
 pub mod server;

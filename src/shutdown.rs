@@ -44,6 +44,16 @@ impl Signals {
     }
 }
 
+/// SIGUSR1, installed now: each one asks the server to log its figures
+/// (`--metrics`' counters), as SPEC 8 says.
+///
+/// # Errors
+/// When the handler cannot be installed.
+pub fn figures_requested() -> std::io::Result<tokio::signal::unix::Signal> {
+    use tokio::signal::unix::{SignalKind, signal};
+    signal(SignalKind::user_defined1())
+}
+
 /// Completes at Ctrl-C (SIGINT), the handler being installed when first
 /// polled. When no handler can be installed it never completes, and
 /// SIGINT does what it always does.

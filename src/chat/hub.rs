@@ -33,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::command::{ClientLine, check_name, name_key};
 use super::notice::{HELP, Notice};
+use crate::metrics::{ChatFigures, ChatSource};
 
 /// One line as members receive it, without its line end; shared by every
 /// queue it is in and by the room's history.
@@ -123,6 +124,8 @@ struct State {
     names: HashMap<String, MemberId>,
     /// Sorted, for `/rooms`.
     rooms: BTreeMap<Arc<str>, Room>,
+    /// Members dropped for being too slow, since the start (`--metrics`).
+    dropped: u64,
 }
 
 #[derive(Debug)]
@@ -211,6 +214,19 @@ impl Hub {
     /// How many members are connected.
     pub fn members(&self) -> usize {
         self.lock().members.len()
+    }
+}
+
+/// What `--metrics` reports of the chat, read under the hub's lock when
+/// asked.
+impl ChatSource for Hub {
+    fn figures(&self) -> ChatFigures {
+        let state = self.lock();
+        ChatFigures {
+            members: state.members.len(),
+            rooms: state.rooms.len(),
+            dropped: state.dropped,
+        }
     }
 }
 
@@ -499,6 +515,7 @@ impl State {
                 continue;
             };
             member.dropped.cancel();
+            self.dropped += 1;
             tracing::info!(name = %member.name, "dropped: too slow");
             let dropped = line(Notice::Dropped { name: &member.name });
             self.broadcast(&member.room, &dropped, None, &mut slow);

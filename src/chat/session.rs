@@ -105,6 +105,7 @@ async fn read_lines<R: AsyncRead + Unpin>(
         if n == 0 {
             // A last line without its line end (`printf hi | nc`) counts.
             if let Some(Frame::Line(bytes, _)) = buf.take_partial() {
+                ctx.metrics.messages.inc();
                 act(member, bytes, &mut flood);
             }
             return Ok(());
@@ -121,6 +122,7 @@ async fn read_lines<R: AsyncRead + Unpin>(
                     if end == LineEnd::CrLf {
                         crlf.store(true, Ordering::Relaxed);
                     }
+                    ctx.metrics.messages.inc();
                     if act(member, bytes, &mut flood) == Flow::Quit {
                         return Ok(());
                     }

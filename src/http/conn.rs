@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::access::{AccessRecord, LoggedBody};
 use super::site::Site;
+use crate::metrics::HttpMetrics;
 use crate::net::stream::{PeerAddr, Stream};
 
 /// The largest request head (request line and headers) accepted, in
@@ -29,7 +30,8 @@ pub const MAX_HEAD: usize = 16 * 1024;
 
 /// Serves HTTP on `stream` until the client is done, the connection
 /// fails, or shutdown ends it: `stop_accepting` starts a graceful end,
-/// `force_close` cuts it short.
+/// `force_close` cuts it short. Each response's status is counted in
+/// `requests`.
 ///
 /// # Errors
 /// Connection-level failures (a reset, a malformed HTTP/2 frame, the
@@ -38,6 +40,7 @@ pub async fn serve(
     site: Arc<Site>,
     stream: Stream,
     peer: PeerAddr,
+    requests: Option<HttpMetrics>,
     stop_accepting: &CancellationToken,
     force_close: &CancellationToken,
 ) -> io::Result<()> {
@@ -51,12 +54,16 @@ pub async fn serve(
     builder.http2().timer(TokioTimer::new());
     let service = service_fn(move |req| {
         let site = site.clone();
+        let requests = requests.clone();
         // Built only when the line will be written: with -q it costs nothing.
         let record = tracing::enabled!(target: "sockit::http::access", tracing::Level::INFO)
             .then(|| AccessRecord::new(&req, &peer));
         async move {
             let res = site.respond(req).await;
             let status = res.status().as_u16();
+            if let Some(requests) = &requests {
+                requests.count(status);
+            }
             Ok::<_, Infallible>(res.map(|body| LoggedBody::new(body, record, status)))
         }
     });

@@ -19,7 +19,7 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::{Instant, timeout_at};
 
 use crate::net::addr::{Endpoint, Host, HostPort};
-use crate::net::stream::Stream;
+use crate::net::stream::{Stream, TlsStream};
 use crate::net::tls::{ClientTlsOptions, TlsClient};
 use crate::units::format_duration;
 
@@ -291,7 +291,7 @@ impl Connector {
                 let targets = budget.spend("resolve", &host_name(hp), resolve(hp)).await?;
                 let connecting = connect_each(addr, &targets, connect_tcp);
                 let stream = budget.spend("connect to", addr, connecting).await?;
-                Ok(ClientSocket::Stream(Stream::Tcp(stream)))
+                Ok(ClientSocket::Stream(Stream::from(stream)))
             }
             Endpoint::Tls(hp) => {
                 let targets = budget.spend("resolve", &host_name(hp), resolve(hp)).await?;
@@ -311,7 +311,7 @@ impl Connector {
                         })
                 };
                 let stream = budget.spend("TLS handshake with", addr, handshake).await?;
-                Ok(ClientSocket::Stream(Stream::Tls(Box::new(stream.into()))))
+                Ok(ClientSocket::Stream(Stream::from(TlsStream::from(stream))))
             }
             Endpoint::Udp(hp) => {
                 let targets = budget.spend("resolve", &host_name(hp), resolve(hp)).await?;
@@ -332,7 +332,7 @@ impl Connector {
                         })
                 };
                 let stream = budget.spend("connect to", addr, connecting).await?;
-                Ok(ClientSocket::Stream(Stream::Unix(stream)))
+                Ok(ClientSocket::Stream(Stream::from(stream)))
             }
             #[cfg(unix)]
             Endpoint::UnixGram(path) => connect_unixgram(path, addr).map(ClientSocket::Datagram),

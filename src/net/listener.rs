@@ -106,8 +106,8 @@ impl Conn {
     /// When the reactor refuses the registration (out of memory).
     pub fn into_stream(self) -> io::Result<Stream> {
         Ok(match self.socket {
-            ConnSocket::Tcp(s) => Stream::Tcp(tokio::net::TcpStream::from_std(s.into())?),
-            ConnSocket::Unix(s) => Stream::Unix(tokio::net::UnixStream::from_std(s.into())?),
+            ConnSocket::Tcp(s) => Stream::from(tokio::net::TcpStream::from_std(s.into())?),
+            ConnSocket::Unix(s) => Stream::from(tokio::net::UnixStream::from_std(s.into())?),
         })
     }
 

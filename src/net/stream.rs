@@ -6,6 +6,11 @@
 //! [`Stream::read_unbuffered`]); which transport sits underneath is a
 //! match inside each call, never a trait object per connection. The peer a
 //! server connection came from is a [`PeerAddr`].
+//!
+//! A server connection carries a [`ByteMeter`] ([`Stream::metered`]):
+//! every read and write adds what it moved to the listener's counters,
+//! one relaxed atomic add per system call (or TLS record poll), next to
+//! the call it counts.
 
 use std::fmt;
 use std::io;
@@ -16,15 +21,28 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
+use crate::metrics::ByteMeter;
+
 /// A TLS session over TCP, from either side (tokio-rustls).
 pub type TlsStream = tokio_rustls::TlsStream<TcpStream>;
 
 /// Size of the stack buffer behind [`Stream::read_unbuffered`].
 const UNBUFFERED_READ: usize = 4096;
 
-/// A connected byte stream.
+/// A connected byte stream, and the counters its bytes go to (server
+/// connections only).
 #[derive(Debug)]
-pub enum Stream {
+pub struct Stream {
+    io: Transport,
+    /// Two `Arc`s: the connection's listener's byte counters, attached
+    /// after the TLS handshake, so the bytes counted are the service's
+    /// (plaintext), never TLS framing.
+    meter: Option<ByteMeter>,
+}
+
+/// What carries a [`Stream`].
+#[derive(Debug)]
+enum Transport {
     /// Plain TCP.
     Tcp(TcpStream),
     /// A Unix-domain stream socket.
@@ -88,16 +106,58 @@ macro_rules! read_ready_into_stack {
     };
 }
 
+impl From<TcpStream> for Stream {
+    fn from(tcp: TcpStream) -> Stream {
+        Stream::new(Transport::Tcp(tcp))
+    }
+}
+
+impl From<UnixStream> for Stream {
+    fn from(unix: UnixStream) -> Stream {
+        Stream::new(Transport::Unix(unix))
+    }
+}
+
+impl From<TlsStream> for Stream {
+    fn from(tls: TlsStream) -> Stream {
+        Stream::new(Transport::Tls(Box::new(tls)))
+    }
+}
+
 impl Stream {
+    fn new(io: Transport) -> Stream {
+        Stream { io, meter: None }
+    }
+
+    /// The stream with every byte it moves from now on counted in `meter`.
+    pub fn metered(self, meter: ByteMeter) -> Stream {
+        Stream {
+            meter: Some(meter),
+            ..self
+        }
+    }
+
+    /// The TCP socket under a plain TCP stream (to run a TLS handshake
+    /// on it); any other stream is handed back.
+    ///
+    /// # Errors
+    /// The stream itself, when it is not plain TCP.
+    pub fn into_tcp(self) -> Result<TcpStream, Stream> {
+        match self.io {
+            Transport::Tcp(tcp) => Ok(tcp),
+            io => Err(Stream { io, ..self }),
+        }
+    }
+
     /// Whether the stream is TLS.
     pub fn is_tls(&self) -> bool {
-        matches!(self, Stream::Tls(_))
+        matches!(self.io, Transport::Tls(_))
     }
 
     /// Whether the TLS session was resumed rather than negotiated in full;
     /// `None` when the stream is not TLS (or the handshake is not done).
     pub fn tls_resumed(&self) -> Option<bool> {
-        let Stream::Tls(tls) = self else {
+        let Transport::Tls(tls) = &self.io else {
             return None;
         };
         let kind = match &**tls {
@@ -122,11 +182,54 @@ impl Stream {
     where
         F: FnOnce(&[u8]) + Send,
     {
+        let n = self.io.read_unbuffered(limit, take).await?;
+        if let Some(meter) = &self.meter {
+            meter.received.inc_by(n as u64);
+        }
+        Ok(n)
+    }
+
+    /// Caps the kernel's send buffer of the connection at `bytes` (Linux
+    /// doubles the value for its bookkeeping), which also turns off the
+    /// buffer's autotuning: a server that wants its own queue, not a few
+    /// megabytes of kernel memory, to hold a slow reader's backlog sets
+    /// this.
+    ///
+    /// # Errors
+    /// The `setsockopt` error.
+    pub fn set_send_buffer(&self, bytes: usize) -> io::Result<()> {
+        match &self.io {
+            Transport::Tcp(s) => socket2::SockRef::from(s).set_send_buffer_size(bytes),
+            Transport::Unix(s) => socket2::SockRef::from(s).set_send_buffer_size(bytes),
+            Transport::Tls(s) => socket2::SockRef::from(s.get_ref().0).set_send_buffer_size(bytes),
+        }
+    }
+
+    /// Ends the conversation politely where the transport has a way to:
+    /// over TLS, sends close_notify and shuts the TCP write side (SPEC 3).
+    /// Plain sockets need nothing; dropping them closes them.
+    ///
+    /// # Errors
+    /// The write error, for a peer that has already gone.
+    pub async fn close(&mut self) -> io::Result<()> {
+        match &mut self.io {
+            Transport::Tls(s) => tokio::io::AsyncWriteExt::shutdown(&mut **s).await,
+            Transport::Tcp(_) | Transport::Unix(_) => Ok(()),
+        }
+    }
+}
+
+impl Transport {
+    /// [`Stream::read_unbuffered`], uncounted.
+    async fn read_unbuffered<F>(&mut self, limit: usize, take: F) -> io::Result<usize>
+    where
+        F: FnOnce(&[u8]) + Send,
+    {
         let limit = limit.clamp(1, UNBUFFERED_READ);
         match self {
-            Stream::Tcp(s) => read_ready_into_stack!(s, limit, take),
-            Stream::Unix(s) => read_ready_into_stack!(s, limit, take),
-            Stream::Tls(s) => {
+            Transport::Tcp(s) => read_ready_into_stack!(s, limit, take),
+            Transport::Unix(s) => read_ready_into_stack!(s, limit, take),
+            Transport::Tls(s) => {
                 // TLS has no readiness to wait on (the bytes that make a
                 // record may already sit in rustls' buffers), so the stack
                 // buffer lives only inside one poll.
@@ -150,44 +253,15 @@ impl Stream {
             }
         }
     }
-
-    /// Caps the kernel's send buffer of the connection at `bytes` (Linux
-    /// doubles the value for its bookkeeping), which also turns off the
-    /// buffer's autotuning: a server that wants its own queue, not a few
-    /// megabytes of kernel memory, to hold a slow reader's backlog sets
-    /// this.
-    ///
-    /// # Errors
-    /// The `setsockopt` error.
-    pub fn set_send_buffer(&self, bytes: usize) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) => socket2::SockRef::from(s).set_send_buffer_size(bytes),
-            Stream::Unix(s) => socket2::SockRef::from(s).set_send_buffer_size(bytes),
-            Stream::Tls(s) => socket2::SockRef::from(s.get_ref().0).set_send_buffer_size(bytes),
-        }
-    }
-
-    /// Ends the conversation politely where the transport has a way to:
-    /// over TLS, sends close_notify and shuts the TCP write side (SPEC 3).
-    /// Plain sockets need nothing; dropping them closes them.
-    ///
-    /// # Errors
-    /// The write error, for a peer that has already gone.
-    pub async fn close(&mut self) -> io::Result<()> {
-        match self {
-            Stream::Tls(s) => tokio::io::AsyncWriteExt::shutdown(&mut **s).await,
-            Stream::Tcp(_) | Stream::Unix(_) => Ok(()),
-        }
-    }
 }
 
 /// Forwards a poll method to whichever transport the stream is.
 macro_rules! each {
-    ($self:ident, $s:ident => $call:expr) => {
-        match $self.get_mut() {
-            Stream::Tcp($s) => $call,
-            Stream::Unix($s) => $call,
-            Stream::Tls($s) => {
+    ($io:expr, $s:ident => $call:expr) => {
+        match $io {
+            Transport::Tcp($s) => $call,
+            Transport::Unix($s) => $call,
+            Transport::Tls($s) => {
                 let $s = &mut **$s;
                 $call
             }
@@ -201,7 +275,13 @@ impl AsyncRead for Stream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        each!(self, s => Pin::new(s).poll_read(cx, buf))
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = each!(&mut this.io, s => Pin::new(s).poll_read(cx, buf));
+        if let (Some(meter), Poll::Ready(Ok(()))) = (&this.meter, &polled) {
+            meter.received.inc_by((buf.filled().len() - before) as u64);
+        }
+        polled
     }
 }
 
@@ -211,15 +291,18 @@ impl AsyncWrite for Stream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        each!(self, s => Pin::new(s).poll_write(cx, buf))
+        let this = self.get_mut();
+        let polled = each!(&mut this.io, s => Pin::new(s).poll_write(cx, buf));
+        this.count_sent(&polled);
+        polled
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        each!(self, s => Pin::new(s).poll_flush(cx))
+        each!(&mut self.get_mut().io, s => Pin::new(s).poll_flush(cx))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        each!(self, s => Pin::new(s).poll_shutdown(cx))
+        each!(&mut self.get_mut().io, s => Pin::new(s).poll_shutdown(cx))
     }
 
     fn poll_write_vectored(
@@ -227,14 +310,25 @@ impl AsyncWrite for Stream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        each!(self, s => Pin::new(s).poll_write_vectored(cx, bufs))
+        let this = self.get_mut();
+        let polled = each!(&mut this.io, s => Pin::new(s).poll_write_vectored(cx, bufs));
+        this.count_sent(&polled);
+        polled
     }
 
     fn is_write_vectored(&self) -> bool {
-        match self {
-            Stream::Tcp(s) => s.is_write_vectored(),
-            Stream::Unix(s) => s.is_write_vectored(),
-            Stream::Tls(s) => s.is_write_vectored(),
+        match &self.io {
+            Transport::Tcp(s) => s.is_write_vectored(),
+            Transport::Unix(s) => s.is_write_vectored(),
+            Transport::Tls(s) => s.is_write_vectored(),
+        }
+    }
+}
+
+impl Stream {
+    fn count_sent(&self, polled: &Poll<io::Result<usize>>) {
+        if let (Some(meter), Poll::Ready(Ok(n))) = (&self.meter, polled) {
+            meter.sent.inc_by(*n as u64);
         }
     }
 }
@@ -266,7 +360,7 @@ mod tests {
             back
         });
         let (tcp, _) = listener.accept().await.unwrap();
-        let mut stream = Stream::Tcp(tcp);
+        let mut stream = Stream::from(tcp);
         let mut first = Vec::new();
         let n = stream
             .read_unbuffered(5, |b| first.extend_from_slice(b))

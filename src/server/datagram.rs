@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::config::Limits;
+use crate::metrics::{DatagramMetrics, ListenerMetrics};
 use crate::net::listener::DatagramSocket;
 use crate::net::ratelimit::{RateLimiter, from_classic_port};
 use crate::service::{Classic, DatagramState};
@@ -23,6 +24,8 @@ pub(super) struct DatagramServer {
     limits: Arc<Limits>,
     rate: RateLimiter,
     shutdown: Shutdown,
+    metrics: ListenerMetrics,
+    datagram_metrics: DatagramMetrics,
 }
 
 impl DatagramServer {
@@ -31,6 +34,7 @@ impl DatagramServer {
         socket: DatagramSocket,
         limits: Arc<Limits>,
         shutdown: &Shutdown,
+        (metrics, datagram_metrics): (ListenerMetrics, DatagramMetrics),
     ) -> Self {
         DatagramServer {
             service,
@@ -38,6 +42,8 @@ impl DatagramServer {
             rate: RateLimiter::new(limits.udp_rate),
             limits,
             shutdown: shutdown.clone(),
+            metrics,
+            datagram_metrics,
         }
     }
 
@@ -49,7 +55,13 @@ impl DatagramServer {
             limits,
             mut rate,
             shutdown,
+            metrics,
+            datagram_metrics,
         } = self;
+        let counts = Counts {
+            all: &metrics,
+            datagram: &datagram_metrics,
+        };
         let mut buf = vec![0u8; MAX_DATAGRAM];
         let mut out = Vec::with_capacity(1024);
         let mut state = DatagramState::default();
@@ -81,16 +93,23 @@ impl DatagramServer {
                 let more = match &socket {
                     DatagramSocket::Udp(socket) => match socket.try_recv_from(&mut buf) {
                         Ok((n, from)) => {
-                            if admit(from, &limits, &mut rate)
+                            counts.received(n);
+                            if admit(from, &limits, &mut rate, counts.datagram)
+                                && counts.served()
                                 && service.reply_datagram(
                                     &buf[..n],
                                     limits.max_line,
                                     &mut out,
                                     &mut state,
                                 )
-                                && let Err(e) = socket.send_to(&out, from).await
                             {
-                                tracing::debug!(peer = %from, error = %e, "send_to");
+                                match socket.send_to(&out, from).await {
+                                    Ok(sent) => counts.sent(sent),
+                                    Err(e) => {
+                                        counts.send_failed();
+                                        tracing::debug!(peer = %from, error = %e, "send_to");
+                                    }
+                                }
                             }
                             true
                         }
@@ -98,15 +117,21 @@ impl DatagramServer {
                     },
                     DatagramSocket::Unix { socket, .. } => match socket.try_recv_from(&mut buf) {
                         Ok((n, from)) => {
+                            counts.received(n);
                             // An unbound client has no address to reply to.
                             if let Some(path) = from.as_pathname() {
-                                if service.reply_datagram(
-                                    &buf[..n],
-                                    limits.max_line,
-                                    &mut out,
-                                    &mut state,
-                                ) {
-                                    send_unix_nowait(socket, &out, path);
+                                if counts.served()
+                                    && service.reply_datagram(
+                                        &buf[..n],
+                                        limits.max_line,
+                                        &mut out,
+                                        &mut state,
+                                    )
+                                {
+                                    match send_unix_nowait(socket, &out, path) {
+                                        Some(sent) => counts.sent(sent),
+                                        None => counts.send_failed(),
+                                    }
                                 }
                             } else {
                                 tracing::debug!(
@@ -145,25 +170,66 @@ fn received_nothing(e: std::io::Error) -> bool {
 /// every other client of the socket, so its replies are dropped instead.
 /// (Straight to the syscall: tokio's `try_send_to` trusts a readiness flag
 /// that one full peer clears for all.)
-fn send_unix_nowait(socket: &tokio::net::UnixDatagram, out: &[u8], path: &std::path::Path) {
-    if let Err(e) = socket2::SockAddr::unix(path)
+/// Returns the bytes sent, `None` when the reply was dropped.
+fn send_unix_nowait(
+    socket: &tokio::net::UnixDatagram,
+    out: &[u8],
+    path: &std::path::Path,
+) -> Option<usize> {
+    socket2::SockAddr::unix(path)
         .and_then(|to| socket2::SockRef::from(socket).send_to(out, &to))
-    {
-        tracing::debug!(peer = %path.display(), error = %e, "send_to");
+        .inspect_err(|e| tracing::debug!(peer = %path.display(), error = %e, "send_to"))
+        .ok()
+}
+
+/// The socket's counters, borrowed for the loop.
+struct Counts<'a> {
+    all: &'a ListenerMetrics,
+    datagram: &'a DatagramMetrics,
+}
+
+impl Counts<'_> {
+    fn received(&self, bytes: usize) {
+        self.datagram.received.inc();
+        self.all.bytes.received.inc_by(bytes as u64);
+    }
+
+    /// Counts a datagram let through to the service; always `true`.
+    fn served(&self) -> bool {
+        self.all.messages.inc();
+        true
+    }
+
+    fn send_failed(&self) {
+        self.datagram.send_errors.inc();
+    }
+
+    fn sent(&self, bytes: usize) {
+        self.datagram.sent.inc();
+        self.all.bytes.sent.inc_by(bytes as u64);
     }
 }
 
-/// Access rules, the loop guard and the rate limit, in that order.
-fn admit(from: SocketAddr, limits: &Limits, rate: &mut RateLimiter) -> bool {
+/// The loop guard, access rules and the rate limit, in that order; a
+/// drop is counted under its reason.
+fn admit(
+    from: SocketAddr,
+    limits: &Limits,
+    rate: &mut RateLimiter,
+    metrics: &DatagramMetrics,
+) -> bool {
     if from_classic_port(from) {
+        metrics.dropped_loop.inc();
         tracing::debug!(peer = %from, "dropped: from a classic service port");
         return false;
     }
     if !limits.access.permits(from.ip()) {
+        metrics.dropped_access.inc();
         tracing::debug!(peer = %from, "dropped: denied by access rules");
         return false;
     }
     if !rate.allow(from.ip(), Instant::now()) {
+        metrics.dropped_rate.inc();
         tracing::debug!(peer = %from, "dropped: over the rate limit");
         return false;
     }

@@ -22,6 +22,7 @@ use anyhow::Context;
 use tokio::sync::Semaphore;
 
 use crate::config::{FLUSH_DELAY, Limits, ServerConfig};
+use crate::metrics::{DatagramMetrics, ListenerMetrics, Metrics, StreamMetrics};
 use crate::net::addr::Endpoint;
 use crate::net::listener::{self, Bound, DatagramSocket, StreamListener};
 use crate::net::tls::{self, ServerIdentity};
@@ -38,6 +39,11 @@ const FORCE_CLOSE_WAIT: Duration = Duration::from_secs(2);
 pub struct Server {
     sockets: Vec<BoundService>,
     grace: Duration,
+    /// Every listener's counters.
+    metrics: Arc<Metrics>,
+    /// The `--metrics` endpoint's socket and its announced name
+    /// (`http://127.0.0.1:9100`).
+    metrics_endpoint: Option<(StreamListener, String)>,
 }
 
 impl std::fmt::Debug for Server {
@@ -70,11 +76,13 @@ enum BoundSocket {
         listener: StreamListener,
         service: Service,
         tls: Option<TlsSetup>,
+        metrics: (ListenerMetrics, StreamMetrics),
     },
     /// Datagrams, answered by the service's datagram side.
     Datagram {
         socket: DatagramSocket,
         service: Classic,
+        metrics: (ListenerMetrics, DatagramMetrics),
     },
 }
 
@@ -89,6 +97,7 @@ impl Server {
     /// then (the sockets bound so far are closed).
     pub async fn bind(config: &ServerConfig) -> anyhow::Result<Server> {
         let mut tls = TlsMaterial::for_config(config);
+        let metrics = Arc::new(Metrics::new());
         let mut sockets = Vec::new();
         // Announced after every -l listener, in their own order.
         let mut web_sockets = Vec::new();
@@ -107,8 +116,13 @@ impl Server {
             for endpoint in &svc.listen {
                 bound.push(listener::bind(endpoint).await?);
             }
+            let mut chat = match &service {
+                Service::Chat(hub) => Some(hub.clone()),
+                _ => None,
+            };
             for socket in bound {
                 let name = socket.local_endpoint()?;
+                let service_name = svc.service.name();
                 let socket = match socket {
                     Bound::Stream(listener) => {
                         let tls = match &listener {
@@ -118,10 +132,16 @@ impl Server {
                             }),
                             _ => None,
                         };
+                        let http = svc.service == ServiceKind::Http;
+                        let handles = metrics.stream_listener(service_name, &name, http);
+                        if let Some(hub) = chat.take() {
+                            metrics.chat(hub, &handles.0);
+                        }
                         BoundSocket::Stream {
                             listener,
                             service: service.clone(),
                             tls,
+                            metrics: handles,
                         }
                     }
                     Bound::Datagram(socket) => {
@@ -134,6 +154,7 @@ impl Server {
                         BoundSocket::Datagram {
                             socket,
                             service: datagrams,
+                            metrics: metrics.datagram_socket(service_name, &name),
                         }
                     }
                 };
@@ -160,6 +181,9 @@ impl Server {
                         }),
                         _ => None,
                     };
+                    // The web side's requests are members' lines: no
+                    // HTTP status counters for it.
+                    let handles = metrics.stream_listener(svc.service.name(), &name, false);
                     web_sockets.push(BoundService {
                         kind: svc.service,
                         limits: limits.clone(),
@@ -169,6 +193,7 @@ impl Server {
                             listener,
                             service: web.clone(),
                             tls,
+                            metrics: handles,
                         },
                         name,
                     });
@@ -176,10 +201,37 @@ impl Server {
             }
         }
         sockets.extend(web_sockets);
+        let metrics_endpoint = match &config.metrics {
+            Some(endpoint) => {
+                let bound = listener::bind(endpoint).await?;
+                // A TCP endpoint is announced as the URL a scraper is given.
+                let name = bound.local_endpoint()?.replacen("tcp://", "http://", 1);
+                let Bound::Stream(listener) = bound else {
+                    anyhow::bail!("--metrics {endpoint}: must be a tcp:// or unix:// address");
+                };
+                Some((listener, name))
+            }
+            None => None,
+        };
         Ok(Server {
             sockets,
             grace: config.grace,
+            metrics,
+            metrics_endpoint,
         })
+    }
+
+    /// The server's counters, for SIGUSR1's log lines.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// Where `--metrics` is served (`http://127.0.0.1:9100`, or the
+    /// `unix://` address), announced after the listeners.
+    pub fn metrics_endpoint(&self) -> Option<&str> {
+        self.metrics_endpoint
+            .as_ref()
+            .map(|(_, name)| name.as_str())
     }
 
     /// The bound addresses, in the address syntax (`tcp://127.0.0.1:40123`),
@@ -210,6 +262,15 @@ impl Server {
         force: impl Future<Output = ()>,
     ) -> anyhow::Result<()> {
         let shutdown = Shutdown::default();
+        let log_at_end = self.metrics_endpoint.is_some();
+        if let Some((listener, name)) = self.metrics_endpoint {
+            tracing::info!(addr = %name, "serving metrics");
+            shutdown.tasks.spawn(crate::metrics::endpoint::serve(
+                listener,
+                self.metrics.clone(),
+                shutdown.stop_accepting.clone(),
+            ));
+        }
         for bound in self.sockets {
             tracing::info!(service = bound.kind.name(), addr = %bound.name, "listening");
             match bound.socket {
@@ -217,6 +278,7 @@ impl Server {
                     listener,
                     service,
                     tls,
+                    metrics: (common, stream_metrics),
                 } => {
                     let handler = stream::Handler {
                         service,
@@ -226,9 +288,11 @@ impl Server {
                             flush_delay: FLUSH_DELAY,
                             stop_accepting: shutdown.stop_accepting.clone(),
                             force_close: shutdown.force_close.clone(),
+                            metrics: common,
                         }),
                         tls,
                         shutdown: shutdown.clone(),
+                        metrics: stream_metrics,
                     };
                     let (acceptor, lot) = stream::Acceptor::new(
                         listener,
@@ -241,9 +305,18 @@ impl Server {
                     shutdown.tasks.spawn(acceptor.run());
                     shutdown.tasks.spawn(lot);
                 }
-                BoundSocket::Datagram { socket, service } => {
-                    let server =
-                        datagram::DatagramServer::new(service, socket, bound.limits, &shutdown);
+                BoundSocket::Datagram {
+                    socket,
+                    service,
+                    metrics,
+                } => {
+                    let server = datagram::DatagramServer::new(
+                        service,
+                        socket,
+                        bound.limits,
+                        &shutdown,
+                        metrics,
+                    );
                     shutdown.tasks.spawn(server.run());
                 }
             }
@@ -260,6 +333,9 @@ impl Server {
             tracing::info!("closing the connections still open");
             shutdown.force_close.cancel();
             let _ = tokio::time::timeout(FORCE_CLOSE_WAIT, shutdown.tasks.wait()).await;
+        }
+        if log_at_end {
+            self.metrics.log("shutdown");
         }
         tracing::info!("stopped");
         Ok(())
@@ -372,6 +448,13 @@ pub fn block_on_serve(config: ServerConfig) -> anyhow::Result<()> {
         // Install the handlers before announcing readiness, so a signal
         // sent right after the listening lines is never missed.
         let mut signals = Signals::install().context("install signal handlers")?;
+        let mut usr1 = crate::shutdown::figures_requested().context("install signal handlers")?;
+        let metrics = server.metrics();
+        tokio::spawn(async move {
+            while usr1.recv().await.is_some() {
+                metrics.log("SIGUSR1");
+            }
+        });
         let (first, second) = (CancellationToken::new(), CancellationToken::new());
         {
             let (first, second) = (first.clone(), second.clone());
@@ -388,6 +471,9 @@ pub fn block_on_serve(config: ServerConfig) -> anyhow::Result<()> {
         let mut stdout = std::io::stdout().lock();
         let endpoints = server.local_endpoints();
         for endpoint in &endpoints {
+            writeln!(stdout, "listening on {endpoint}")?;
+        }
+        if let Some(endpoint) = server.metrics_endpoint() {
             writeln!(stdout, "listening on {endpoint}")?;
         }
         stdout.flush()?;

@@ -84,6 +84,10 @@ impl ParkingLot {
     /// Parks a connection until it is readable. If it cannot be parked
     /// (the lot has closed, or the registration failed) it is handed back
     /// so the caller can serve it directly.
+    // The error hands the connection back by value: it is the rare path
+    // (a closed lot, a failed epoll_ctl), and boxing it would cost an
+    // allocation for nothing.
+    #[allow(clippy::result_large_err)]
     pub(super) fn park(&self, conn: Conn, permit: Permit) -> Result<(), (Conn, Permit)> {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         if slots.closed {

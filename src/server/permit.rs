@@ -2,12 +2,14 @@
 //! permit and, with `--max-conns-per-ip`, its place in its address's
 //! count (across every listener of a service, so that one address cannot
 //! take every slot). Unix peers are not counted per address (they have
-//! none; file permissions decide who connects).
+//! none; file permissions decide who connects). It also holds the
+//! listener's `sockit_connections_active` gauge up while it lives.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::OwnedSemaphorePermit;
 
 /// A connection's right to be served, given back when it is dropped.
@@ -15,15 +17,27 @@ use tokio::sync::OwnedSemaphorePermit;
 pub(super) struct Permit {
     _conns: OwnedSemaphorePermit,
     _ip: Option<IpSlot>,
+    /// The listener's open-connection gauge: raised when the permit is
+    /// made, lowered when it drops (a pointer, no allocation: parked
+    /// connections hold one too).
+    active: Gauge,
 }
 
 impl Permit {
-    /// Holds both.
-    pub(super) fn new(conns: OwnedSemaphorePermit, ip: Option<IpSlot>) -> Permit {
+    /// Holds both, and counts the connection as active in `active`.
+    pub(super) fn new(conns: OwnedSemaphorePermit, ip: Option<IpSlot>, active: Gauge) -> Permit {
+        active.inc();
         Permit {
             _conns: conns,
             _ip: ip,
+            active,
         }
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.active.dec();
     }
 }
 

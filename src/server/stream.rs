@@ -17,8 +17,9 @@ use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
 use crate::config::Limits;
+use crate::metrics::StreamMetrics;
 use crate::net::listener::{Conn, StreamListener};
-use crate::net::stream::Stream;
+use crate::net::stream::{Stream, TlsStream};
 use crate::server::parking::ParkingLot;
 use crate::service::{ConnContext, HANDSHAKE_TIMEOUT, ListenerContext, Service};
 use crate::shutdown::Shutdown;
@@ -57,6 +58,9 @@ pub(super) struct Handler {
     pub(super) ctx: Arc<ListenerContext>,
     pub(super) tls: Option<TlsSetup>,
     pub(super) shutdown: Shutdown,
+    /// The listener's connection counters (its byte and message
+    /// counters are in `ctx`).
+    pub(super) metrics: StreamMetrics,
 }
 
 impl Handler {
@@ -66,6 +70,7 @@ impl Handler {
             tracing::debug_span!("conn", service = self.service.kind().name(), peer = %conn.peer);
         let service = self.service.clone();
         let tls = self.tls.clone();
+        let metrics = self.metrics.clone();
         let ctx = ConnContext {
             peer: conn.peer,
             listener: self.ctx.clone(),
@@ -73,7 +78,7 @@ impl Handler {
         self.shutdown.tasks.spawn(
             async move {
                 tracing::debug!("open");
-                match serve(service, conn, tls, &ctx).await {
+                match serve(service, conn, tls, &ctx, &metrics).await {
                     Ok(()) => tracing::debug!("closed"),
                     Err(e) => tracing::debug!(error = %e, "closed with error"),
                 }
@@ -84,24 +89,39 @@ impl Handler {
     }
 }
 
-/// One connection, from registration to close.
+/// One connection, from registration to close. A failed handshake counts
+/// as a TLS failure, any other error under its kind.
 async fn serve(
     service: Service,
     conn: Conn,
     tls: Option<TlsSetup>,
     ctx: &ConnContext,
+    metrics: &StreamMetrics,
 ) -> io::Result<()> {
     let accepted = conn.accepted;
-    let mut stream = conn.into_stream()?;
+    let mut stream = conn
+        .into_stream()
+        .inspect_err(|e| metrics.errors.count(e))?;
     if let Some(tls) = &tls {
         let deadline = accepted + tls.handshake_timeout;
         stream = tokio::select! {
             biased;
-            done = accept_tls(&tls.acceptor, stream, deadline) => done?,
+            done = accept_tls(&tls.acceptor, stream, deadline) => {
+                match &done {
+                    Ok(_) => metrics.tls_ok.inc(),
+                    Err(_) => metrics.tls_failed.inc(),
+                };
+                done?
+            }
             _ = ctx.force_close.cancelled() => return Ok(()),
         };
     }
-    service.serve_stream(stream, ctx).await
+    let stream = stream.metered(ctx.metrics.bytes.clone());
+    let served = service.serve_stream(stream, ctx).await;
+    if let Err(e) = &served {
+        metrics.errors.count(e);
+    }
+    served
 }
 
 /// The server side of a TLS handshake, given until `deadline`. A client
@@ -112,14 +132,14 @@ async fn accept_tls(
     stream: Stream,
     deadline: Instant,
 ) -> io::Result<Stream> {
-    let Stream::Tcp(tcp) = stream else {
+    let Ok(tcp) = stream.into_tcp() else {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "TLS is served over TCP only",
         ));
     };
     match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
-        Ok(Ok(tls)) => Ok(Stream::Tls(Box::new(tls.into()))),
+        Ok(Ok(tls)) => Ok(Stream::from(TlsStream::from(tls))),
         Ok(Err(e)) => Err(io::Error::new(
             e.kind(),
             format!("TLS handshake failed: {e}"),
@@ -208,9 +228,12 @@ impl Acceptor {
     }
 
     fn dispatch(&self, conn: Conn) {
+        let metrics = &self.handler.metrics;
+        metrics.accepted.inc();
         if let Some(ip) = conn.peer.ip()
             && !self.limits.access.permits(ip)
         {
+            metrics.refused_access.inc();
             tracing::info!(peer = %conn.peer, "denied by access rules");
             return;
         }
@@ -218,6 +241,7 @@ impl Acceptor {
             (Some(table), Some(ip)) => match table.take(ip) {
                 Some(slot) => Some(slot),
                 None => {
+                    metrics.refused_per_ip.inc();
                     tracing::warn!(peer = %conn.peer, max = table.max(), "too many connections from one address; refusing");
                     self.reject(conn, TOO_MANY_FROM_ADDRESS);
                     return;
@@ -226,11 +250,12 @@ impl Acceptor {
             _ => None,
         };
         let Ok(conns) = self.permits.clone().try_acquire_owned() else {
+            metrics.refused_limit.inc();
             tracing::warn!(peer = %conn.peer, max = self.limits.max_conns, "too many connections; refusing");
             self.reject(conn, TOO_MANY);
             return;
         };
-        let permit = Permit::new(conns, ip_slot);
+        let permit = Permit::new(conns, ip_slot, metrics.active.clone());
         // Over TLS the client always speaks first (its ClientHello).
         let client_first = self.handler.service.waits_for_client() || self.handler.tls.is_some();
         if !client_first {

@@ -73,17 +73,23 @@ pub async fn serve(kind: MessageKind, stream: &mut Stream, ctx: &ConnContext) ->
                 if read? == 0 {
                     if let Some(frame) = lines.take_partial() {
                         respond(kind, frame, ctx.max_line, &mut out, &mut clock);
+                        ctx.metrics.messages.inc();
                     }
                     write_bounded(stream, &mut out, ctx, &mut idle).await?;
                     return Ok(());
                 }
                 idle.touch();
+                // Counted once per read, not per line: one atomic add for
+                // a whole pipelined batch.
+                let mut answered = 0;
                 while let Some(frame) = lines.next_frame() {
                     respond(kind, frame, ctx.max_line, &mut out, &mut clock);
+                    answered += 1;
                     if out.len() >= WRITE_THRESHOLD {
                         write_bounded(stream, &mut out, ctx, &mut idle).await?;
                     }
                 }
+                ctx.metrics.messages.inc_by(answered);
                 write_bounded(stream, &mut out, ctx, &mut idle).await?;
                 partial_waiting = lines.has_partial();
                 if partial_waiting {
@@ -94,6 +100,7 @@ pub async fn serve(kind: MessageKind, stream: &mut Stream, ctx: &ConnContext) ->
                 partial_waiting = false;
                 if let Some(frame) = lines.take_partial() {
                     respond(kind, frame, ctx.max_line, &mut out, &mut clock);
+                    ctx.metrics.messages.inc();
                 }
                 write_bounded(stream, &mut out, ctx, &mut idle).await?;
             }

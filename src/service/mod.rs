@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::chat::{ChatConfig, Hub};
 use crate::http::{Site, SiteConfig};
+use crate::metrics::ListenerMetrics;
 use crate::net::frame::split_datagram;
 use crate::net::stream::{PeerAddr, Stream};
 use exec::ExecCommand;
@@ -259,6 +260,9 @@ pub struct ListenerContext {
     /// connections still open then are closed. Cancelled once, by the
     /// server.
     pub force_close: CancellationToken,
+    /// The listener's counters: bytes, messages, errors (see
+    /// docs/metrics.md).
+    pub metrics: ListenerMetrics,
 }
 
 /// What one connection is served with: who it is from, and what its
@@ -373,7 +377,9 @@ impl Service {
             // hyper shuts the stream down itself when the connection ends.
             Service::Http(site) => {
                 let (stop, force) = (&ctx.stop_accepting, &ctx.force_close);
-                crate::http::conn::serve(site.clone(), stream, ctx.peer, stop, force).await
+                let requests = ctx.metrics.http.clone();
+                crate::http::conn::serve(site.clone(), stream, ctx.peer, requests, stop, force)
+                    .await
             }
             // hyper, or the WebSocket's close, ends the stream.
             Service::ChatWeb(hub) => crate::chat::web::serve(hub, stream, ctx).await,

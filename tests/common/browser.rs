@@ -173,13 +173,21 @@ pub struct Browser {
     pub client: Client,
     driver: Driver,
     profile: TempDir,
+    /// Held for the browser's life: one Chromium at a time per test
+    /// binary, so two tests never start one each on a loaded 2-core CI
+    /// machine and run out of their step limits.
+    _turn: tokio::sync::MutexGuard<'static, ()>,
 }
+
+/// Whose turn it is to run a browser.
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 impl Browser {
     /// Starts chromedriver and opens a session: headless Chromium with
     /// [`CHROMIUM_FLAGS`], a temporary `--user-data-dir`, and page loads
     /// and scripts limited to [`STEP`].
     pub async fn start() -> Browser {
+        let turn = TURN.lock().await;
         let driver = Driver::start();
         let profile = TempDir::new("chromium-profile");
         let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|f| f.to_string()).collect();
@@ -208,6 +216,7 @@ impl Browser {
             client,
             driver,
             profile,
+            _turn: turn,
         }
     }
 
