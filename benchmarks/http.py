@@ -147,6 +147,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", default="5s")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", help="comma-separated scenarios: 1k, 1m, h2")
+    ap.add_argument("--peers", help="comma-separated servers besides sockit (default: every one found)")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "http-results.md"))
     args = ap.parse_args()
     if args.quick:
@@ -168,6 +170,11 @@ def main() -> None:
         (www / "1m.bin").write_bytes(bytes(range(256)) * 4096)
         _, cert, key = make_cert(tmp)
         have = servers(tmp, www, cert, key)
+        if args.peers:
+            wanted = {"sockit", *args.peers.split(",")}
+            have = {name: server for name, server in have.items() if name in wanted}
+        if args.only:
+            scenarios = [s for s in scenarios if s[0] in args.only.split(",")]
         results: dict = {}
         for rnd in range(args.rounds):
             for key_, *_ in scenarios:
