@@ -295,18 +295,6 @@ fn slowhttptest_does_not_take_the_site_down() {
     }
 }
 
-/// A TCP connection from `local` (another loopback address) to `server`.
-fn tcp_from(local: &str, server: &str) -> TcpStream {
-    let server: std::net::SocketAddr = server.parse().unwrap();
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    let local: std::net::SocketAddr = format!("{local}:0").parse().unwrap();
-    socket.bind(&local.into()).unwrap();
-    socket.connect(&server.into()).unwrap();
-    let s: TcpStream = socket.into();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s
-}
-
 #[test]
 fn one_address_cannot_take_every_slot() {
     let p = serve(
@@ -323,25 +311,27 @@ fn one_address_cannot_take_every_slot() {
         1,
     );
     let addr = p.host_port(0).to_owned();
-    let mut mine: Vec<TcpStream> = (0..3).map(|_| tcp_from("127.0.0.2", &addr)).collect();
+    let mut mine: Vec<TcpStream> = (0..3)
+        .map(|_| common::tcp_from("127.0.0.2", &addr))
+        .collect();
     for (i, s) in mine.iter_mut().enumerate() {
         ping_rtt(s, i);
     }
     // The fourth from the same address is told why and closed.
-    let mut fourth = tcp_from("127.0.0.2", &addr);
+    let mut fourth = common::tcp_from("127.0.0.2", &addr);
     let mut told = String::new();
     fourth.read_to_string(&mut told).unwrap();
     assert_eq!(told, "error: too many connections from your address\n");
     // Other addresses still get in, up to their own three.
     for other in ["127.0.0.3", "127.0.0.4"] {
-        let mut s = tcp_from(other, &addr);
+        let mut s = common::tcp_from(other, &addr);
         ping_rtt(&mut s, 7);
     }
     // A slot given back is a slot again (noticed asynchronously).
     drop(mine.pop());
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let mut s = tcp_from("127.0.0.2", &addr);
+        let mut s = common::tcp_from("127.0.0.2", &addr);
         s.write_all(b"ping 9\n").unwrap();
         let mut buf = [0u8; 64];
         let n = s.read(&mut buf).unwrap_or(0);

@@ -519,13 +519,6 @@ fn tls_connect(addr: &str) -> TlsStream {
     StreamOwned::new(conn, tcp)
 }
 
-/// The resident set of process `pid`, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 /// One member that never reads, among a hundred that talk at twice the
 /// default flood rate (flood control off) and read everything: the stuck
 /// one is dropped with the notice, the others' lines keep arriving fast,
@@ -602,7 +595,7 @@ async fn a_stuck_member_is_dropped_and_never_slows_the_room() {
             .await
             .expect("every talker welcomed in time");
     }
-    let rss_before = rss_kib(pid);
+    let rss_before = common::rss_kib(pid);
     go_tx.send(true).unwrap();
 
     let deadline = Duration::from_secs(60);
@@ -620,7 +613,7 @@ async fn a_stuck_member_is_dropped_and_never_slows_the_room() {
         saw_drop += usize::from(dropped);
         all.extend(latencies);
     }
-    let rss_after = rss_kib(pid);
+    let rss_after = common::rss_kib(pid);
     for writer in writers {
         drop(writer.await.unwrap());
     }

@@ -94,18 +94,6 @@ fn ping(s: &mut BufReader<TcpStream>, seq: usize) {
     assert_eq!(line, format!("pong {seq}\n"));
 }
 
-/// A TCP connection from another loopback address.
-fn tcp_from(local: &str, server: &str) -> TcpStream {
-    let server: std::net::SocketAddr = server.parse().unwrap();
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    let local: std::net::SocketAddr = format!("{local}:0").parse().unwrap();
-    socket.bind(&local.into()).unwrap();
-    socket.connect(&server.into()).unwrap();
-    let s: TcpStream = socket.into();
-    s.set_read_timeout(Some(LIMIT)).unwrap();
-    s
-}
-
 /// Scrapes until `done` holds (counters settle a moment after the
 /// client side is done: a close is seen by the server later).
 fn scrape_until(url: &str, what: &str, done: impl Fn(&Scrape) -> bool) -> Scrape {
@@ -178,7 +166,7 @@ fn counters_match_the_load_that_was_sent() {
     let mut line = String::new();
     refused.read_line(&mut line).unwrap();
     assert_eq!(line, "error: too many connections\n");
-    let mut denied = tcp_from("127.0.0.2", &tcp_addr);
+    let mut denied = common::tcp_from("127.0.0.2", &tcp_addr);
     assert_eq!(denied.read(&mut [0u8; 16]).unwrap_or(0), 0);
     drop(open);
 

@@ -717,6 +717,19 @@ pub fn closed_udp_port() -> u16 {
     socket.local_addr().unwrap().port()
 }
 
+/// A TCP connection to `server` from `local`, another loopback address
+/// (`127.0.0.2`), with [`IO_TIMEOUT`] on reads.
+pub fn tcp_from(local: &str, server: &str) -> TcpStream {
+    let server: std::net::SocketAddr = server.parse().unwrap();
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let local: std::net::SocketAddr = format!("{local}:0").parse().unwrap();
+    socket.bind(&local.into()).unwrap();
+    socket.connect(&server.into()).unwrap();
+    let s: TcpStream = socket.into();
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    s
+}
+
 /// A process's resident memory in KiB (`VmRSS` in /proc/PID/status).
 pub fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
