@@ -189,6 +189,19 @@ pub struct ChatArgs {
     /// ADDR (tcp://, tls:// for HTTPS, unix://); may be repeated.
     #[arg(long, value_name = "ADDR")]
     pub web: Vec<String>,
+    /// chat: join the other chat servers using this Redis into one chat:
+    /// redis://HOST:PORT (USER:PASS@ before the host, /DB after, as needed),
+    /// or rediss:// for TLS.
+    #[arg(long, value_name = "URL")]
+    pub redis: Option<String>,
+    /// chat: what the chat's Redis keys start with, so several chats can
+    /// share one Redis (default sockit:).
+    #[arg(long, value_name = "PREFIX", requires = "redis")]
+    pub redis_prefix: Option<String>,
+    /// chat: the CA (PEM) that signed a rediss:// server's certificate,
+    /// instead of the system roots.
+    #[arg(long, value_name = "FILE", requires = "redis")]
+    pub redis_ca: Option<PathBuf>,
 }
 
 /// The certificate and handshake limit of `tls://` listeners, shared by

@@ -33,15 +33,17 @@
 //! flood_rate = 10            # lines/s per member; 0: off
 //! flood_burst = 20
 //! web = ["tcp://127.0.0.1:5080"]   # the chat page and its WebSocket
+//! redis = "redis://127.0.0.1:6379"  # one chat with the other servers
+//! redis_prefix = "sockit:"          # on it; rediss:// with redis_ca =
 //! ```
 
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::chat::ChatConfig;
+use crate::chat::{ChatConfig, RedisConfig};
 use crate::cli::{ChatArgs, HttpArgs, LimitArgs, ServeArgs, TlsServerArgs};
 use crate::error::UsageError;
 use crate::http::{Site, SiteConfig};
@@ -534,6 +536,9 @@ struct ChatEntry {
     flood_burst: Option<u32>,
     #[serde(default)]
     web: Vec<String>,
+    redis: Option<String>,
+    redis_prefix: Option<String>,
+    redis_ca: Option<PathBuf>,
 }
 
 impl ChatEntry {
@@ -548,6 +553,12 @@ impl ChatEntry {
             } else {
                 self.web.clone()
             },
+            redis: self.redis.clone().or_else(|| cli.redis.clone()),
+            redis_prefix: self
+                .redis_prefix
+                .clone()
+                .or_else(|| cli.redis_prefix.clone()),
+            redis_ca: self.redis_ca.clone().or_else(|| cli.redis_ca.clone()),
         }
     }
 }
@@ -573,6 +584,27 @@ fn web_listeners(service: ServiceKind, web: &[String]) -> Result<Vec<Endpoint>, 
     Ok(web)
 }
 
+/// `--redis` and its companions, checked (the URL parsed, the CA read)
+/// without connecting.
+fn redis_config(chat: &ChatArgs) -> Result<Option<RedisConfig>, String> {
+    let Some(url) = &chat.redis else {
+        if chat.redis_prefix.is_some() || chat.redis_ca.is_some() {
+            return Err("redis_prefix and redis_ca need redis".into());
+        }
+        return Ok(None);
+    };
+    let config = RedisConfig {
+        url: url.clone(),
+        prefix: chat
+            .redis_prefix
+            .clone()
+            .unwrap_or_else(|| crate::chat::link::DEFAULT_PREFIX.to_owned()),
+        ca: chat.redis_ca.clone(),
+    };
+    config.client()?;
+    Ok(Some(config))
+}
+
 /// The settings of a `chat` service, range-checked (the command line's
 /// were by clap already; a config file's are here); chat options on
 /// other services are refused, as HTTP's are.
@@ -580,12 +612,13 @@ fn chat_config(service: ServiceKind, chat: &ChatArgs) -> Result<ChatConfig, Stri
     let given = chat.history.is_some()
         || chat.queue.is_some()
         || chat.flood_rate.is_some()
-        || chat.flood_burst.is_some();
+        || chat.flood_burst.is_some()
+        || chat.redis.is_some();
     if service != ServiceKind::Chat {
         if given {
             return Err(format!(
-                "--history, --queue, --flood-rate and --flood-burst are for the chat service, \
-                 not {}",
+                "--history, --queue, --flood-rate, --flood-burst and --redis are for the chat \
+                 service, not {}",
                 service.name()
             ));
         }
@@ -597,6 +630,7 @@ fn chat_config(service: ServiceKind, chat: &ChatArgs) -> Result<ChatConfig, Stri
         queue: chat.queue.unwrap_or(defaults.queue),
         flood_rate: chat.flood_rate.unwrap_or(defaults.flood_rate),
         flood_burst: chat.flood_burst.unwrap_or(defaults.flood_burst),
+        redis: redis_config(chat)?,
     };
     if config.history > MAX_CHAT_HISTORY {
         return Err(format!(
@@ -892,6 +926,22 @@ mod tests {
     }
 
     #[test]
+    fn chat_entries_take_redis_settings() {
+        let cfg = parse(
+            "[[service]]\nname = \"chat\"\nredis = \"redis://u:pw@127.0.0.1:6379/2\"\n\
+             redis_prefix = \"team:\"",
+        )
+        .unwrap();
+        let redis = cfg.services[0].chat.redis.as_ref().unwrap();
+        assert_eq!(redis.url, "redis://u:pw@127.0.0.1:6379/2");
+        assert_eq!(redis.prefix, "team:");
+        let err = parse("[[service]]\nname = \"chat\"\nredis = \"nope\"").unwrap_err();
+        assert!(err.to_string().contains("--redis nope"), "{err}");
+        let err = parse("[[service]]\nname = \"chat\"\nredis_prefix = \"x:\"").unwrap_err();
+        assert!(err.to_string().contains("need redis"), "{err}");
+    }
+
+    #[test]
     fn chat_entries_have_their_own_keys_and_defaults() {
         let cfg = parse(
             "[[service]]\nname = \"chat\"\nhistory = 0\nqueue = 50\nflood_rate = 0\n\
@@ -905,7 +955,8 @@ mod tests {
                 history: 0,
                 queue: 50,
                 flood_rate: 0,
-                flood_burst: 20
+                flood_burst: 20,
+                redis: None,
             }
         );
         assert_eq!(first.listen[0].to_string(), "tcp://127.0.0.1:5000");

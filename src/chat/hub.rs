@@ -1,8 +1,7 @@
 //! The chat hub: who is connected, under which name, in which room, and
 //! the fan-out of every line to a room's members.
 //!
-//! A session (a telnet connection today; a WebSocket session or a bridge
-//! to other servers later) calls [`Hub::join`] and gets a [`Membership`],
+//! A session (a stream connection, a WebSocket) calls [`Hub::join`] and gets a [`Membership`],
 //! through which it acts ([`Membership::handle`]), and an [`Inbox`], the
 //! lines the hub has for it. The hub never does I/O and never waits: each
 //! member's lines go into its own bounded queue with `try_send`, under
@@ -31,7 +30,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio_util::sync::CancellationToken;
 
+use super::cluster::{Event, RemoteMember, Roster};
 use super::command::{ClientLine, check_name, name_key};
+use super::link::{Claim, Link, RedisConfig};
 use super::notice::{HELP, Notice};
 use crate::metrics::{ChatFigures, ChatSource};
 
@@ -51,6 +52,10 @@ pub const DEFAULT_FLOOD_RATE: u32 = 10;
 /// Default `--flood-burst`: lines a member may send at once after a pause.
 pub const DEFAULT_FLOOD_BURST: u32 = 20;
 
+/// How many other forms of a default name (`NAME-2` ...) a member joining
+/// is offered when another server has its address as a name already.
+const DEFAULT_NAME_TRIES: u64 = 9;
+
 /// The settings of a chat service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatConfig {
@@ -62,6 +67,8 @@ pub struct ChatConfig {
     pub flood_rate: u32,
     /// Lines a member may send in a burst (at least 1).
     pub flood_burst: u32,
+    /// `--redis`: the other servers this one is a chat with.
+    pub redis: Option<RedisConfig>,
 }
 
 impl Default for ChatConfig {
@@ -71,6 +78,7 @@ impl Default for ChatConfig {
             queue: DEFAULT_QUEUE,
             flood_rate: DEFAULT_FLOOD_RATE,
             flood_burst: DEFAULT_FLOOD_BURST,
+            redis: None,
         }
     }
 }
@@ -85,13 +93,17 @@ pub enum Flow {
 }
 
 /// The chat: every member and room of one service, shared by all of its
-/// listeners.
+/// listeners, and with `--redis`, its link to the other servers.
 #[derive(Debug)]
 pub struct Hub {
     config: ChatConfig,
     /// A std mutex, not tokio's: it is never held across an await, and
     /// every section is short (one fan-out of `try_send`s at most).
     state: Mutex<State>,
+    /// `--redis`: where the hub publishes, and asks for names and
+    /// history. The hub itself still never waits: [`Hub::join`] and
+    /// [`Membership::handle`] ask, then lock.
+    link: Option<Arc<Link>>,
 }
 
 /// A member's receiving end, owned by its session.
@@ -114,18 +126,25 @@ pub struct Membership {
     id: MemberId,
 }
 
-type MemberId = u64;
+/// A member's number, unique within the server.
+pub type MemberId = u64;
 
 #[derive(Debug, Default)]
 struct State {
     next_id: MemberId,
     members: HashMap<MemberId, Member>,
-    /// Every member's name, by [`name_key`]: what makes names unique.
+    /// Every member's name, by [`name_key`]: what makes names unique. A
+    /// name being claimed in Redis is here already, so no other member
+    /// of this server can claim it meanwhile.
     names: HashMap<String, MemberId>,
     /// Sorted, for `/rooms`.
     rooms: BTreeMap<Arc<str>, Room>,
     /// Members dropped for being too slow, since the start (`--metrics`).
     dropped: u64,
+    /// The members of the other servers (`--redis`).
+    remote: Roster,
+    /// Where changes go for the other servers (`--redis`).
+    link: Option<Arc<Link>>,
 }
 
 #[derive(Debug)]
@@ -152,11 +171,48 @@ fn line(text: impl Display) -> Line {
 }
 
 impl Hub {
-    /// An empty chat.
+    /// An empty chat, on its own.
     pub fn new(config: ChatConfig) -> Hub {
         Hub {
             config,
             state: Mutex::new(State::default()),
+            link: None,
+        }
+    }
+
+    /// An empty chat, and with `--redis` its link to the other servers,
+    /// whose tasks are spawned here (so this runs in the runtime). Redis
+    /// need not be up: the link connects when it can.
+    ///
+    /// # Errors
+    /// A malformed `--redis` URL or an unreadable `--redis-ca`.
+    pub fn start(config: ChatConfig) -> Result<Arc<Hub>, String> {
+        let Some(redis) = &config.redis else {
+            return Ok(Arc::new(Hub::new(config)));
+        };
+        let client = redis.client()?;
+        let (link, outbox) = Link::new(redis, config.history);
+        let state = State {
+            link: Some(link.clone()),
+            ..State::default()
+        };
+        let hub = Arc::new(Hub {
+            config,
+            state: Mutex::new(state),
+            link: Some(link.clone()),
+        });
+        tokio::spawn(link.clone().write(outbox));
+        tokio::spawn(link.run(client, hub.clone()));
+        Ok(hub)
+    }
+
+    /// With `--redis`, waits until the link is up, for
+    /// [`ROUND_TRIP`](super::link::ROUND_TRIP) at most: a server that
+    /// starts next to a running Redis is in the chat before it says it is
+    /// listening; one whose Redis is down starts anyway.
+    pub async fn linked(&self) {
+        if let Some(link) = &self.link {
+            let _ = tokio::time::timeout(super::link::ROUND_TRIP, link.connected()).await;
         }
     }
 
@@ -165,18 +221,54 @@ impl Hub {
         &self.config
     }
 
-    /// Adds a member named `name` (its address: unique already) to the
-    /// lobby: it is welcomed and sent the lobby's history, then the others
-    /// are told it joined.
-    pub fn join(self: &Arc<Self>, name: String) -> (Membership, Inbox) {
+    /// Adds a member named `name` (its address: unique on this server) to
+    /// the lobby: it is welcomed and sent the lobby's history, then the
+    /// others are told it joined. With `--redis` the name is first taken
+    /// across servers (`NAME-2` and so on if another server has it) and
+    /// the history comes from Redis.
+    pub async fn join(self: &Arc<Self>, name: String) -> (Membership, Inbox) {
+        let Some(link) = &self.link else {
+            let id = self.lock().reserve(&name);
+            return self.admit(id, name, None);
+        };
+        let (id, name) = self.claim_default(link, name).await;
+        let history = link.history(LOBBY).await;
+        self.admit(id, name, history)
+    }
+
+    /// Takes a default name across servers: the address, or the first
+    /// free `ADDRESS-N`; each reserved here before it is asked for.
+    async fn claim_default(&self, link: &Link, name: String) -> (MemberId, String) {
+        let id = self.lock().new_id();
+        let tries = std::iter::once(name.clone())
+            .chain((2..=DEFAULT_NAME_TRIES + 1).map(|n| format!("{name}-{n}")));
+        for tried in tries {
+            if !self.lock().try_reserve(&tried, id) {
+                continue;
+            }
+            if link.claim(&name_key(&tried), id).await != Claim::Taken {
+                return (id, tried);
+            }
+            self.lock().unreserve(&tried, id);
+        }
+        // Unlikely: a name no other member of this server can have.
+        let fallback = format!("{name}-{id}");
+        self.lock().reserve_as(&fallback, id);
+        (id, fallback)
+    }
+
+    /// Puts the (named, reserved) member in the lobby.
+    fn admit(
+        self: &Arc<Self>,
+        id: MemberId,
+        name: String,
+        history: Option<Vec<Line>>,
+    ) -> (Membership, Inbox) {
         let (outbox, lines) = mpsc::channel(self.config.queue.max(1));
         let dropped = CancellationToken::new();
         let mut state = self.lock();
-        let id = state.next_id;
-        state.next_id += 1;
         let name: Arc<str> = Arc::from(name);
         let room: Arc<str> = Arc::from(LOBBY);
-        state.names.insert(name_key(&name), id);
         state.members.insert(
             id,
             Member {
@@ -195,7 +287,10 @@ impl Hub {
             }),
             &mut slow,
         );
-        state.enter(id, &room, &mut slow);
+        if self.link.as_ref().is_some_and(|link| !link.is_up()) {
+            state.tell(id, &line(Notice::OutOfReach), &mut slow);
+        }
+        state.enter(id, &room, history, &mut slow);
         state.drop_slow(slow);
         drop(state);
         let membership = Membership {
@@ -215,6 +310,105 @@ impl Hub {
     pub fn members(&self) -> usize {
         self.lock().members.len()
     }
+
+    /// This server's members, for the other servers: id, name, room.
+    pub(super) fn presence(&self) -> Vec<(MemberId, Line, Line)> {
+        self.lock()
+            .members
+            .iter()
+            .map(|(id, m)| (*id, m.name.clone(), m.room.clone()))
+            .collect()
+    }
+
+    /// An event from another server: its line to the members it is for,
+    /// and its presence change into the roster.
+    pub(super) fn deliver(&self, event: Event) {
+        let mut state = self.lock();
+        if let Some(gone) = &event.gone {
+            state.remote.remove(&name_key(gone));
+        }
+        if let Some(here) = event.here {
+            state.remote.insert(name_key(&here.name), here);
+        }
+        let Some(line) = event.line else {
+            return;
+        };
+        let mut slow = Vec::new();
+        if let Some(to) = &event.to {
+            if let Some(&id) = state.names.get(to) {
+                state.tell(id, &line, &mut slow);
+            }
+        } else if let Some(room) = &event.room {
+            state.broadcast(room, &line, None, &mut slow);
+            if event.said {
+                // Kept here too, for joins while Redis is out of reach.
+                state.remember(room, line, self.config.history);
+            }
+        }
+        state.drop_slow(slow);
+    }
+
+    /// The other servers' members as Redis has them now: those the roster
+    /// got wrong (a server died; events were lost) are corrected, with
+    /// the notices their events would have brought. Unless `complete`,
+    /// members missing from `roster` are kept: the servers may not all
+    /// have written their presence yet (Redis came back empty).
+    pub(super) fn reconcile(&self, mut roster: Roster, complete: bool) {
+        let mut state = self.lock();
+        let old = std::mem::take(&mut state.remote);
+        if !complete {
+            for (key, was) in &old {
+                roster.entry(key.clone()).or_insert_with(|| was.clone());
+            }
+        }
+        let mut slow = Vec::new();
+        let same = |a: Option<&RemoteMember>, b: &RemoteMember| a.is_some_and(|a| a.room == b.room);
+        for (key, was) in &old {
+            if !same(roster.get(key), was) {
+                let left = line(Notice::Left {
+                    name: &was.name,
+                    room: &was.room,
+                });
+                state.broadcast(&was.room, &left, None, &mut slow);
+            }
+        }
+        for (key, now) in &roster {
+            if !same(old.get(key), now) {
+                let joined = line(Notice::Joined {
+                    name: &now.name,
+                    room: &now.room,
+                });
+                state.broadcast(&now.room, &joined, None, &mut slow);
+            }
+        }
+        state.remote = roster;
+        state.drop_slow(slow);
+    }
+
+    /// Tells every member that the other servers went out of reach, or
+    /// came back.
+    pub(super) fn reach(&self, up: bool) {
+        let notice = line(if up {
+            Notice::BackInReach
+        } else {
+            Notice::OutOfReach
+        });
+        let mut state = self.lock();
+        let ids: Vec<MemberId> = state.members.keys().copied().collect();
+        let mut slow = Vec::new();
+        for id in ids {
+            state.tell(id, &notice, &mut slow);
+        }
+        state.drop_slow(slow);
+    }
+
+    /// Tells member `id` that another server has its name too.
+    pub(super) fn clash(&self, id: MemberId, name: &str) {
+        let mut state = self.lock();
+        let mut slow = Vec::new();
+        state.tell(id, &line(Notice::NameClash { name }), &mut slow);
+        state.drop_slow(slow);
+    }
 }
 
 /// What `--metrics` reports of the chat, read under the hub's lock when
@@ -231,14 +425,93 @@ impl ChatSource for Hub {
 }
 
 impl Membership {
-    /// Acts on one line from the member.
-    pub fn handle(&self, request: ClientLine<'_>) -> Flow {
+    /// Acts on one line from the member. Only `/nick` and `/join` with
+    /// `--redis` wait (on Redis, for a name or a room's history); the
+    /// member's next line waits with them, so lines keep their order.
+    pub async fn handle(&self, request: ClientLine<'_>) -> Flow {
+        if let Some(link) = &self.hub.link {
+            match request {
+                ClientLine::Nick(new) => {
+                    self.nick_across(link, new).await;
+                    return Flow::Continue;
+                }
+                ClientLine::Join(to) => {
+                    self.join_across(link, to).await;
+                    return Flow::Continue;
+                }
+                _ => {}
+            }
+        }
+        self.handle_here(request)
+    }
+
+    /// `/nick` with `--redis`: checked here, reserved here, then taken in
+    /// Redis.
+    async fn nick_across(&self, link: &Link, new: &str) {
+        let key = name_key(new);
+        {
+            let mut state = self.hub.lock();
+            let mut slow = Vec::new();
+            if let Err(problem) = state.nick_problem(self.id, new) {
+                state.tell(self.id, &problem, &mut slow);
+                state.drop_slow(slow);
+                return;
+            }
+            if state.names.get(&key) == Some(&self.id) {
+                // The same name in another case: it is this member's.
+                state.rename(self.id, new, &mut slow);
+                state.drop_slow(slow);
+                return;
+            }
+            state.reserve_as(&key, self.id);
+        }
+        let claim = link.claim(&key, self.id).await;
+        let mut state = self.hub.lock();
+        let mut slow = Vec::new();
+        if claim == Claim::Granted && state.members.contains_key(&self.id) {
+            state.rename(self.id, new, &mut slow);
+        } else {
+            state.unreserve(&key, self.id);
+            let refused = match claim {
+                Claim::Taken => line(Notice::NameTaken { name: new }),
+                _ => line(Notice::NamesFrozen),
+            };
+            state.tell(self.id, &refused, &mut slow);
+        }
+        state.drop_slow(slow);
+    }
+
+    /// `/join` with `--redis`: checked, then the room's history read from
+    /// Redis (this server's, if it does not answer), then the move.
+    async fn join_across(&self, link: &Link, to: &str) {
+        {
+            let mut state = self.hub.lock();
+            let Some(room) = state.members.get(&self.id).map(|m| m.room.clone()) else {
+                return;
+            };
+            if let Err(problem) = join_problem(&room, to) {
+                let mut slow = Vec::new();
+                state.tell(self.id, &problem, &mut slow);
+                state.drop_slow(slow);
+                return;
+            }
+        }
+        let history = link.history(to).await;
+        let mut state = self.hub.lock();
+        let mut slow = Vec::new();
+        state.move_to(self.id, to, history, &mut slow);
+        state.drop_slow(slow);
+    }
+
+    /// Acts on a line that needs no one but this server.
+    fn handle_here(&self, request: ClientLine<'_>) -> Flow {
         let mut state = self.hub.lock();
         let Some(me) = state.members.get(&self.id) else {
             // Dropped already; the session is about to notice.
             return Flow::Quit;
         };
         let (name, room) = (me.name.clone(), me.room.clone());
+        let history = self.hub.config.history;
         let mut slow = Vec::new();
         let reply = |state: &mut State, text: &dyn Display, slow: &mut Vec<MemberId>| {
             state.tell(self.id, &line(text), slow);
@@ -248,60 +521,42 @@ impl Membership {
             ClientLine::Empty => {}
             ClientLine::Say(text) => {
                 let said = line(format_args!("[{name}] {text}"));
-                state.say(&room, said, self.id, self.hub.config.history, &mut slow);
+                state.say(&room, said, self.id, history, &mut slow);
             }
             ClientLine::Me(text) => {
                 let said = line(format_args!("* {name} {text}"));
-                state.say(&room, said, self.id, self.hub.config.history, &mut slow);
+                state.say(&room, said, self.id, history, &mut slow);
             }
-            ClientLine::Msg { to, text } => match state.names.get(&name_key(to)).copied() {
-                Some(them) => {
+            ClientLine::Msg { to, text } => {
+                let key = name_key(to);
+                if let Some(them) = state.names.get(&key).copied() {
                     let their_name = state
                         .members
                         .get(&them)
                         .map_or(to.into(), |m| m.name.clone());
                     let private = line(format_args!("[{name} -> {their_name}] {text}"));
                     state.tell(them, &private, &mut slow);
+                } else if let Some(them) = state.remote.get(&key) {
+                    let private = line(format_args!("[{name} -> {}] {text}", them.name));
+                    state.publish(
+                        self.id,
+                        Event {
+                            line: Some(private),
+                            to: Some(key),
+                            ..Event::default()
+                        },
+                    );
+                } else {
+                    reply(&mut state, &Notice::NoSuchName { name: to }, &mut slow);
                 }
-                None => reply(&mut state, &Notice::NoSuchName { name: to }, &mut slow),
+            }
+            ClientLine::Nick(new) => match state.nick_problem(self.id, new) {
+                Err(problem) => state.tell(self.id, &problem, &mut slow),
+                Ok(()) => state.rename(self.id, new, &mut slow),
             },
-            ClientLine::Nick(new) => match check_name(new) {
-                Err(why) => {
-                    let notice = Notice::BadName {
-                        what: "nick",
-                        name: new,
-                        why,
-                    };
-                    reply(&mut state, &notice, &mut slow);
-                }
-                Ok(()) => match state.names.get(&name_key(new)) {
-                    Some(&other) if other != self.id => {
-                        reply(&mut state, &Notice::NameTaken { name: new }, &mut slow);
-                    }
-                    _ => state.rename(self.id, new, &mut slow),
-                },
-            },
-            ClientLine::Join(to) => match check_name(to) {
-                Err(why) => {
-                    let notice = Notice::BadName {
-                        what: "room",
-                        name: to,
-                        why,
-                    };
-                    reply(&mut state, &notice, &mut slow);
-                }
-                Ok(()) if *room == *to => {
-                    reply(&mut state, &Notice::AlreadyIn { room: to }, &mut slow);
-                }
-                Ok(()) => {
-                    state.exit(self.id, &mut slow);
-                    let to: Arc<str> = Arc::from(to);
-                    if let Some(me) = state.members.get_mut(&self.id) {
-                        me.room = to.clone();
-                    }
-                    reply(&mut state, &Notice::Moved { room: &to }, &mut slow);
-                    state.enter(self.id, &to, &mut slow);
-                }
+            ClientLine::Join(to) => match join_problem(&room, to) {
+                Err(problem) => state.tell(self.id, &problem, &mut slow),
+                Ok(()) => state.move_to(self.id, to, None, &mut slow),
             },
             ClientLine::Who => {
                 let mut names: Vec<&str> = state
@@ -310,6 +565,13 @@ impl Membership {
                     .into_iter()
                     .flat_map(|room| &room.members)
                     .filter_map(|id| state.members.get(id).map(|m| &*m.name))
+                    .chain(
+                        state
+                            .remote
+                            .values()
+                            .filter(|m| m.room == room)
+                            .map(|m| &*m.name),
+                    )
                     .collect();
                 names.sort_unstable();
                 let who = line(Notice::Who {
@@ -319,10 +581,17 @@ impl Membership {
                 state.tell(self.id, &who, &mut slow);
             }
             ClientLine::Rooms => {
-                let list: Vec<String> = state
+                let mut counts: BTreeMap<&str, usize> = state
                     .rooms
                     .iter()
-                    .map(|(name, room)| format!("{name} ({})", room.members.len()))
+                    .map(|(name, room)| (&**name, room.members.len()))
+                    .collect();
+                for member in state.remote.values() {
+                    *counts.entry(&member.room).or_default() += 1;
+                }
+                let list: Vec<String> = counts
+                    .iter()
+                    .map(|(name, count)| format!("{name} ({count})"))
                     .collect();
                 let rooms = line(Notice::Rooms {
                     list: &list.join(", "),
@@ -367,6 +636,15 @@ impl Membership {
                 room: &member.room,
             });
             state.broadcast(&member.room, &left, None, &mut slow);
+            state.publish(
+                self.id,
+                Event {
+                    room: Some(member.room.clone()),
+                    line: Some(left),
+                    gone: Some(member.name.clone()),
+                    ..Event::default()
+                },
+            );
             state.drop_slow(slow);
         }
     }
@@ -378,7 +656,84 @@ impl Drop for Membership {
     }
 }
 
+/// Why a member in `room` cannot `/join to`, as the notice it gets.
+fn join_problem(room: &str, to: &str) -> Result<(), Line> {
+    if let Err(why) = check_name(to) {
+        return Err(line(Notice::BadName {
+            what: "room",
+            name: to,
+            why,
+        }));
+    }
+    if room == to {
+        return Err(line(Notice::AlreadyIn { room: to }));
+    }
+    Ok(())
+}
+
 impl State {
+    /// A new member id, with `name` reserved for it (a connecting
+    /// member's address: unique on this server already).
+    fn reserve(&mut self, name: &str) -> MemberId {
+        let id = self.new_id();
+        self.reserve_as(name, id);
+        id
+    }
+
+    fn new_id(&mut self) -> MemberId {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Reserves `name` for `id` if no one here or on another server has
+    /// it.
+    fn try_reserve(&mut self, name: &str, id: MemberId) -> bool {
+        let key = name_key(name);
+        if self.names.contains_key(&key) || self.remote.contains_key(&key) {
+            return false;
+        }
+        self.names.insert(key, id);
+        true
+    }
+
+    /// Reserves `name` for `id`, whoever had it here.
+    fn reserve_as(&mut self, name: &str, id: MemberId) {
+        self.names.insert(name_key(name), id);
+    }
+
+    /// Frees `name` if `id` still has it reserved.
+    fn unreserve(&mut self, name: &str, id: MemberId) {
+        let key = name_key(name);
+        if self.names.get(&key) == Some(&id) {
+            self.names.remove(&key);
+        }
+    }
+
+    /// Why member `id` cannot take the name `new`, as the notice it gets.
+    fn nick_problem(&self, id: MemberId, new: &str) -> Result<(), Line> {
+        if let Err(why) = check_name(new) {
+            return Err(line(Notice::BadName {
+                what: "nick",
+                name: new,
+                why,
+            }));
+        }
+        let key = name_key(new);
+        let here = self.names.get(&key).is_some_and(|&other| other != id);
+        if here || self.remote.contains_key(&key) {
+            return Err(line(Notice::NameTaken { name: new }));
+        }
+        Ok(())
+    }
+
+    /// Hands an event to the other servers, with `--redis`.
+    fn publish(&self, id: MemberId, event: Event) {
+        if let Some(link) = &self.link {
+            link.publish(id, event);
+        }
+    }
+
     /// Puts `line` in member `id`'s queue; a full queue marks it `slow`.
     fn tell(&mut self, id: MemberId, line: &Line, slow: &mut Vec<MemberId>) {
         let Some(member) = self.members.get(&id) else {
@@ -416,17 +771,31 @@ impl State {
         }
     }
 
-    /// A line said in `room` by `from`: to everyone else, and into the
-    /// history.
+    /// A line said in `room` by `from`: to everyone else, here and on the
+    /// other servers, and into the history.
     fn say(
         &mut self,
-        room: &str,
+        room: &Arc<str>,
         said: Line,
         from: MemberId,
         history: usize,
         slow: &mut Vec<MemberId>,
     ) {
         self.broadcast(room, &said, Some(from), slow);
+        self.publish(
+            from,
+            Event {
+                room: Some(room.clone()),
+                line: Some(said.clone()),
+                said: true,
+                ..Event::default()
+            },
+        );
+        self.remember(room, said, history);
+    }
+
+    /// Keeps `said` in `room`'s history, if the room is here.
+    fn remember(&mut self, room: &str, said: Line, history: usize) {
         if history == 0 {
             return;
         }
@@ -438,12 +807,19 @@ impl State {
         }
     }
 
-    /// Puts member `id` in `room` (made if new): it gets the history, the
-    /// others the join notice.
-    fn enter(&mut self, id: MemberId, room_name: &Arc<str>, slow: &mut Vec<MemberId>) {
+    /// Puts member `id` in `room` (made if new): it gets the history (the
+    /// one given, from Redis, or the room's here), the others the join
+    /// notice.
+    fn enter(
+        &mut self,
+        id: MemberId,
+        room_name: &Arc<str>,
+        history: Option<Vec<Line>>,
+        slow: &mut Vec<MemberId>,
+    ) {
         let room = self.rooms.entry(room_name.clone()).or_default();
         room.members.insert(id);
-        let history: Vec<Line> = room.history.iter().cloned().collect();
+        let history = history.unwrap_or_else(|| room.history.iter().cloned().collect());
         for said in &history {
             self.tell(id, said, slow);
         }
@@ -455,6 +831,37 @@ impl State {
             room: room_name,
         });
         self.broadcast(room_name, &joined, Some(id), slow);
+        self.publish(
+            id,
+            Event {
+                room: Some(room_name.clone()),
+                line: Some(joined),
+                here: Some(RemoteMember {
+                    name,
+                    room: room_name.clone(),
+                }),
+                ..Event::default()
+            },
+        );
+    }
+
+    /// Moves member `id` to room `to` (checked): out of its room, told,
+    /// into the new one.
+    fn move_to(
+        &mut self,
+        id: MemberId,
+        to: &str,
+        history: Option<Vec<Line>>,
+        slow: &mut Vec<MemberId>,
+    ) {
+        self.exit(id, slow);
+        let to: Arc<str> = Arc::from(to);
+        let Some(me) = self.members.get_mut(&id) else {
+            return;
+        };
+        me.room = to.clone();
+        self.tell(id, &line(Notice::Moved { room: &to }), slow);
+        self.enter(id, &to, history, slow);
     }
 
     /// Takes member `id` out of its room, telling those left; the room
@@ -470,6 +877,14 @@ impl State {
             room: &room,
         });
         self.broadcast(&room, &left, None, slow);
+        self.publish(
+            id,
+            Event {
+                room: Some(room),
+                line: Some(left),
+                ..Event::default()
+            },
+        );
     }
 
     fn leave_room(&mut self, id: MemberId, room_name: &str) {
@@ -488,20 +903,30 @@ impl State {
         };
         let old = std::mem::replace(&mut member.name, Arc::from(new));
         let room = member.room.clone();
-        self.names.remove(&name_key(&old));
+        self.unreserve(&old, id);
         self.names.insert(name_key(new), id);
         let renamed = line(Notice::Renamed { old: &old, new });
         self.broadcast(&room, &renamed, Some(id), slow);
         self.tell(id, &line(Notice::NameIs { name: new }), slow);
+        self.publish(
+            id,
+            Event {
+                room: Some(room.clone()),
+                line: Some(renamed),
+                gone: Some(old),
+                here: Some(RemoteMember {
+                    name: Arc::from(new),
+                    room,
+                }),
+                ..Event::default()
+            },
+        );
     }
 
     /// Removes member `id` from every table; what was left of it.
     fn remove(&mut self, id: MemberId) -> Option<Member> {
         let member = self.members.remove(&id)?;
-        let key = name_key(&member.name);
-        if self.names.get(&key) == Some(&id) {
-            self.names.remove(&key);
-        }
+        self.unreserve(&member.name, id);
         self.leave_room(id, &member.room.clone());
         Some(member)
     }
@@ -519,6 +944,15 @@ impl State {
             tracing::info!(name = %member.name, "dropped: too slow");
             let dropped = line(Notice::Dropped { name: &member.name });
             self.broadcast(&member.room, &dropped, None, &mut slow);
+            self.publish(
+                id,
+                Event {
+                    room: Some(member.room.clone()),
+                    line: Some(dropped),
+                    gone: Some(member.name.clone()),
+                    ..Event::default()
+                },
+            );
         }
     }
 }
@@ -540,11 +974,11 @@ mod tests {
         got
     }
 
-    #[test]
-    fn lines_go_to_the_others_only() {
+    #[tokio::test]
+    async fn lines_go_to_the_others_only() {
         let hub = hub(ChatConfig::default());
-        let (a, mut ai) = hub.join("a:1".into());
-        let (b, mut bi) = hub.join("b:1".into());
+        let (a, mut ai) = hub.join("a:1".into()).await;
+        let (b, mut bi) = hub.join("b:1".into()).await;
         assert_eq!(
             drain(&mut ai),
             [
@@ -553,39 +987,39 @@ mod tests {
             ]
         );
         drain(&mut bi);
-        a.handle(parse("hello"));
+        a.handle(parse("hello")).await;
         assert_eq!(drain(&mut ai), Vec::<String>::new());
         assert_eq!(drain(&mut bi), ["[a:1] hello"]);
         drop(b);
         assert_eq!(drain(&mut ai), ["* b:1 left lobby"]);
     }
 
-    #[test]
-    fn history_is_replayed_and_bounded() {
+    #[tokio::test]
+    async fn history_is_replayed_and_bounded() {
         let hub = hub(ChatConfig {
             history: 2,
             ..ChatConfig::default()
         });
-        let (a, _ai) = hub.join("a:1".into());
+        let (a, _ai) = hub.join("a:1".into()).await;
         for text in ["one", "two", "three"] {
-            a.handle(parse(text));
+            a.handle(parse(text)).await;
         }
-        let (_b, mut bi) = hub.join("b:1".into());
+        let (_b, mut bi) = hub.join("b:1".into()).await;
         assert_eq!(&drain(&mut bi)[1..], ["[a:1] two", "[a:1] three"]);
     }
 
-    #[test]
-    fn a_full_queue_drops_its_member() {
+    #[tokio::test]
+    async fn a_full_queue_drops_its_member() {
         let hub = hub(ChatConfig {
             queue: 3,
             ..ChatConfig::default()
         });
-        let (a, mut ai) = hub.join("a:1".into());
-        let (_stuck, stuck_inbox) = hub.join("s:1".into());
+        let (a, mut ai) = hub.join("a:1".into()).await;
+        let (_stuck, stuck_inbox) = hub.join("s:1".into()).await;
         drain(&mut ai);
         // The stuck one's queue holds its welcome; two lines fill it.
         for i in 0..3 {
-            a.handle(parse(&format!("line {i}")));
+            a.handle(parse(&format!("line {i}"))).await;
         }
         assert!(stuck_inbox.dropped.is_cancelled());
         assert_eq!(drain(&mut ai), ["* s:1 dropped (too slow)"]);
@@ -595,18 +1029,18 @@ mod tests {
         assert_eq!(drain(&mut ai), Vec::<String>::new());
     }
 
-    #[test]
-    fn empty_rooms_go_away_but_the_lobby_stays() {
+    #[tokio::test]
+    async fn empty_rooms_go_away_but_the_lobby_stays() {
         let hub = hub(ChatConfig::default());
-        let (a, mut ai) = hub.join("a:1".into());
-        a.handle(parse("/join dev"));
-        a.handle(parse("/rooms"));
+        let (a, mut ai) = hub.join("a:1".into()).await;
+        a.handle(parse("/join dev")).await;
+        a.handle(parse("/rooms")).await;
         assert_eq!(
             drain(&mut ai)[1..],
             ["* you are now in dev", "* rooms: dev (1), lobby (0)"]
         );
-        a.handle(parse("/join lobby"));
-        a.handle(parse("/rooms"));
+        a.handle(parse("/join lobby")).await;
+        a.handle(parse("/rooms")).await;
         assert_eq!(drain(&mut ai).last().unwrap(), "* rooms: lobby (1)");
     }
 }

@@ -4,10 +4,13 @@
 //! strips telnet's in-band commands; [`command`] parses a member's line;
 //! [`text`] makes a line safe to show; [`notice`] has every line the
 //! server says itself; [`web`] serves `--web` (the page, the upgrade) and
-//! [`ws`] is one member on a WebSocket. The line protocol is in docs/chat-protocol.md.
+//! [`ws`] is one member on a WebSocket; with `--redis`, [`link`] joins
+//! servers into one chat, exchanging the [`cluster`] events. The line protocol is in docs/chat-protocol.md.
 
+pub mod cluster;
 pub mod command;
 pub mod hub;
+pub mod link;
 pub mod notice;
 pub mod session;
 pub mod telnet;
@@ -16,3 +19,4 @@ pub mod web;
 pub mod ws;
 
 pub use hub::{ChatConfig, Hub};
+pub use link::RedisConfig;

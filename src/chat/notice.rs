@@ -115,6 +115,20 @@ pub enum Notice<'a> {
     ShuttingDown,
     /// To a WebSocket member, the first time it sends a binary frame.
     Binary,
+    /// To every member (`--redis`): Redis cannot be reached, so the other
+    /// servers cannot either.
+    OutOfReach,
+    /// To every member (`--redis`): Redis answers again.
+    BackInReach,
+    /// `/nick` while the other servers are out of reach: a name could
+    /// not be made sure to be unique.
+    NamesFrozen,
+    /// To a member whose name another server gave out while the two were
+    /// apart (`--redis`).
+    NameClash {
+        /// The name.
+        name: &'a str,
+    },
 }
 
 impl fmt::Display for Notice<'_> {
@@ -148,6 +162,17 @@ impl fmt::Display for Notice<'_> {
             Notice::Bye => f.write_str("bye"),
             Notice::ShuttingDown => f.write_str("server shutting down"),
             Notice::Binary => f.write_str("binary frames are not lines, ignored: send text frames"),
+            Notice::OutOfReach => f.write_str(
+                "the other servers are out of reach: lines reach this server's members only",
+            ),
+            Notice::BackInReach => f.write_str("the other servers are back in reach"),
+            Notice::NamesFrozen => {
+                f.write_str("names cannot change while the other servers are out of reach")
+            }
+            Notice::NameClash { name } => write!(
+                f,
+                "nick {name} was also given out on another server: take another with /nick"
+            ),
         }
     }
 }

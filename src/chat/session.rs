@@ -54,7 +54,7 @@ pub async fn serve(hub: &Arc<Hub>, stream: &mut Stream, ctx: &ConnContext) -> io
     if let Err(e) = stream.set_send_buffer(SEND_BUFFER) {
         tracing::debug!(error = %e, "cannot cap the send buffer");
     }
-    let (member, Inbox { mut lines, dropped }) = hub.join(ctx.peer.to_string());
+    let (member, Inbox { mut lines, dropped }) = hub.join(ctx.peer.to_string()).await;
     // Set by the reader when the member shows it is a telnet client (or
     // ends lines with CRLF): its lines then go out with CRLF too.
     let crlf = AtomicBool::new(false);
@@ -106,7 +106,7 @@ async fn read_lines<R: AsyncRead + Unpin>(
             // A last line without its line end (`printf hi | nc`) counts.
             if let Some(Frame::Line(bytes, _)) = buf.take_partial() {
                 ctx.metrics.messages.inc();
-                act(member, bytes, &mut flood);
+                act(member, bytes, &mut flood).await;
             }
             return Ok(());
         }
@@ -123,7 +123,7 @@ async fn read_lines<R: AsyncRead + Unpin>(
                         crlf.store(true, Ordering::Relaxed);
                     }
                     ctx.metrics.messages.inc();
-                    if act(member, bytes, &mut flood) == Flow::Quit {
+                    if act(member, bytes, &mut flood).await == Flow::Quit {
                         return Ok(());
                     }
                 }
@@ -134,14 +134,14 @@ async fn read_lines<R: AsyncRead + Unpin>(
 }
 
 /// One line from the member: escaped, parsed, flood-checked, done.
-pub(super) fn act(member: &Membership, bytes: &[u8], flood: &mut Flood) -> Flow {
+pub(super) async fn act(member: &Membership, bytes: &[u8], flood: &mut Flood) -> Flow {
     let text = clean(bytes);
     let request = parse(&text);
     if request == ClientLine::Empty {
         return Flow::Continue;
     }
     match flood.check(Instant::now()) {
-        Verdict::Pass => member.handle(request),
+        Verdict::Pass => member.handle(request).await,
         Verdict::Drop { first } => {
             if first {
                 member.notice(Notice::Flood { rate: flood.rate });

@@ -74,7 +74,7 @@ where
         .max_frame_size(Some(cap));
     let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
     let (mut sink, mut source) = ws.split();
-    let (member, Inbox { mut lines, dropped }) = hub.join(ctx.peer.to_string());
+    let (member, Inbox { mut lines, dropped }) = hub.join(ctx.peer.to_string()).await;
     let close = {
         let reading = read_frames(&mut source, &member, hub, ctx);
         let writing = write_lines(&mut sink, &mut lines);
@@ -154,7 +154,7 @@ where
                 let line = strip_line_end(text.as_str());
                 if line.len() > ctx.max_line {
                     member.notice(Notice::TooLong { max: ctx.max_line });
-                } else if act(member, line.as_bytes(), &mut flood) == Flow::Quit {
+                } else if act(member, line.as_bytes(), &mut flood).await == Flow::Quit {
                     return Ok(End::Quit);
                 }
             }

@@ -120,6 +120,10 @@ impl Server {
                 Service::Chat(hub) => Some(hub.clone()),
                 _ => None,
             };
+            if let Some(hub) = &chat {
+                // Members who come at once then find the other servers.
+                hub.linked().await;
+            }
             for socket in bound {
                 let name = socket.local_endpoint()?;
                 let service_name = svc.service.name();

@@ -179,7 +179,7 @@ impl ServiceKind {
     ) -> Result<Service, String> {
         let classic = match self {
             ServiceKind::Http => return Ok(Service::Http(Arc::new(Site::new(site)?))),
-            ServiceKind::Chat => return Ok(Service::Chat(Arc::new(Hub::new(chat.clone())))),
+            ServiceKind::Chat => return Ok(Service::Chat(Hub::start(chat.clone())?)),
             ServiceKind::Exec => {
                 let command = command.ok_or("serve exec needs a command after --")?;
                 return Ok(Service::Exec(Arc::new(command.clone())));
