@@ -1,7 +1,8 @@
 //! Abuse, on the real binary and loopback, bounded in time and count:
 //! connection floods past `--max-conns`, slowloris clients on a line
 //! service, on TLS handshakes and on HTTP heads, a UDP flood from
-//! thousands of source ports, and slowhttptest against `serve http`. In
+//! thousands of source ports, slowhttptest against `serve http`, and
+//! hostile chat members (a flood, 1 MiB without a line end, garbage). In
 //! each, the clients that behave keep getting answers, and the figures
 //! are printed.
 
@@ -351,5 +352,97 @@ fn one_address_cannot_take_every_slot() {
         out.failure(2).contains("--max-conns-per-ip"),
         "{}",
         out.stderr
+    );
+}
+
+/// Three hostile chat members at once, for two seconds: one flooding
+/// lines far past the flood limit, one sending 1 MiB with no line end,
+/// one sending random bytes (invalid UTF-8, telnet commands, control
+/// characters). Two ordinary members go on talking: every one of their
+/// lines arrives, quickly, and the server's memory stays bounded.
+#[test]
+fn hostile_chat_members_leave_the_room_talking() {
+    let p = serve(&["chat", "-q", "-l", "tcp://127.0.0.1:0"], 1);
+    let addr = p.host_port(0).to_owned();
+    let rss_before = common::rss_kib(p.child.id());
+    let (mut alice, mut bob) = (tcp(&addr), tcp(&addr));
+    alice.write_all(b"/nick alice\n").unwrap();
+    bob.write_all(b"/nick bob\n").unwrap();
+    let stop = Instant::now() + Duration::from_secs(2);
+    let hostile: Vec<_> = (0..3)
+        .map(|kind| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                let mut s = tcp(&addr);
+                // Nobody reads what the room says to them: the queue and
+                // the send buffer bound it, and they may be dropped.
+                let mut seed = 0x2545_f491_4f6c_dd1du64;
+                let mut sent = 0usize;
+                while Instant::now() < stop {
+                    let chunk: Vec<u8> = match kind {
+                        0 => b"flood flood flood\n".repeat(100),
+                        1 if sent < 1 << 20 => vec![b'x'; 64 * 1024],
+                        1 => {
+                            std::thread::sleep(Duration::from_millis(50));
+                            continue;
+                        }
+                        _ => (0..4096)
+                            .map(|_| {
+                                seed ^= seed << 13;
+                                seed ^= seed >> 7;
+                                seed ^= seed << 17;
+                                seed as u8
+                            })
+                            .collect(),
+                    };
+                    if s.write_all(&chunk).is_err() {
+                        break;
+                    }
+                    sent += chunk.len();
+                }
+                sent
+            })
+        })
+        .collect();
+    // The ordinary members talk throughout, reading everything.
+    bob.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut heard = String::new();
+    let mut latencies = Vec::new();
+    let mut i = 0;
+    while Instant::now() < stop + Duration::from_millis(500) {
+        i += 1;
+        let line = format!("[alice] ordinary line {i}\n");
+        let sent = Instant::now();
+        alice.write_all(&line.as_bytes()[8..]).unwrap();
+        let deadline = sent + Duration::from_secs(5);
+        while !heard.contains(&line) {
+            assert!(Instant::now() < deadline, "line {i} never came: {heard:?}");
+            let mut buf = [0u8; 65536];
+            match bob.read(&mut buf) {
+                Ok(0) => panic!("bob was disconnected"),
+                Ok(n) => heard.push_str(&String::from_utf8_lossy(&buf[..n])),
+                Err(_) => {}
+            }
+        }
+        latencies.push(sent.elapsed());
+        // Keep only the tail: what matters is the next line.
+        let cut = heard.rfind('\n').map_or(0, |n| n + 1);
+        heard.drain(..cut);
+        // Under the default flood limit (10 lines/s).
+        std::thread::sleep(Duration::from_millis(120));
+    }
+    let sent: Vec<usize> = hostile.into_iter().map(|t| t.join().unwrap()).collect();
+    let p99 = percentile(&mut latencies, 0.99);
+    let rss_after = common::rss_kib(p.child.id());
+    println!(
+        "hostile members sent {sent:?} bytes; {} ordinary lines, p99 {p99:?}; RSS {rss_before} -> {rss_after} KiB",
+        latencies.len()
+    );
+    assert!(latencies.len() >= 10, "{}", latencies.len());
+    assert!(p99 < Duration::from_millis(500), "{p99:?}");
+    assert!(
+        rss_after < rss_before + 64 * 1024,
+        "{rss_before} -> {rss_after}"
     );
 }
