@@ -67,6 +67,8 @@ pub enum Command {
     Ping(PingArgs),
     /// Load-test an echo, ping, hello or timestamp service.
     Bench(BenchArgs),
+    /// Chat in a `serve chat` room: a terminal UI, or plain lines when piped.
+    Chat(ChatClientArgs),
     /// Join (or start) a peer-to-peer UDP mesh: every node is client and server.
     Peer(PeerArgs),
     /// Print shell completions for sockit (bash, zsh, fish, elvish, powershell).
@@ -413,6 +415,37 @@ pub struct BenchArgs {
     pub tls: TlsClientArgs,
 }
 
+/// `sockit chat`.
+#[derive(Debug, Args)]
+#[command(
+    allow_negative_numbers = true,
+    after_help = CHAT_NOTES,
+    after_long_help = with_examples(CHAT_NOTES, CHAT_EXAMPLES)
+)]
+pub struct ChatClientArgs {
+    /// The chat: tcp://, unix://, tls://, HOST:PORT or HOST; without a port,
+    /// the chat's 5000. Default: 127.0.0.1:5000.
+    #[arg(value_name = "ADDR")]
+    pub addr: Option<String>,
+    /// Take this name once connected (sends `/nick NAME`).
+    #[arg(short, long, value_name = "NAME", value_parser = parse_nick)]
+    pub nick: Option<String>,
+    /// How long connecting (and the TLS handshake) may take.
+    #[arg(long, value_name = "DUR", value_parser = parse_nonzero_duration, default_value = "10s")]
+    pub timeout: Duration,
+    /// TLS verification, for tls:// addresses.
+    #[command(flatten)]
+    pub tls: TlsClientArgs,
+}
+
+/// `chat --nick`: a name the chat would take (checked here, so a bad one
+/// is a usage error before connecting).
+fn parse_nick(text: &str) -> Result<String, String> {
+    crate::chat::command::check_name(text)
+        .map(|()| text.to_owned())
+        .map_err(|e| e.to_string())
+}
+
 /// `sockit completions`.
 #[derive(Debug, Args)]
 pub struct CompletionsArgs {
@@ -494,6 +527,14 @@ Closed loop keeps DEPTH requests in flight per connection; open loop (--rate) se
 schedule and measures latency from the scheduled time. Exit status 1 if no request \
 completed. Fields of --json: see docs/bench.md.";
 
+/// How `sockit chat` works, after its options in `-h` and `--help`.
+const CHAT_NOTES: &str = "On a terminal (stdin and stdout both): a screen with the room's \
+lines, its members and an input line. Enter sends; PageUp/PageDown and Up/Down scroll; \
+Ctrl-C, Ctrl-D on an empty line, or /quit leave. Your own lines are shown as you send \
+them (the chat sends no copy back). Otherwise plain lines: each stdin line is sent as it \
+is and each received line printed as it is; at the end of stdin the connection is \
+half-closed and sockit exits when the server closes it.";
+
 // The examples end each subcommand's `--help` (not `-h`), as ripgrep's and
 // curl's do. tests/cli.rs parses every one of them.
 
@@ -540,6 +581,14 @@ Examples:
   sockit bench 127.0.0.1:6379 --request PING -c 4
   sockit bench --ca ca.pem tls://localhost:8443 -c 50
   sockit bench --insecure tls://127.0.0.1:8443 --reconnect -c 8   # handshakes/s";
+
+const CHAT_EXAMPLES: &str = "\
+Examples:
+  sockit chat                         # the chat at 127.0.0.1:5000
+  sockit chat chat.example --nick alice
+  sockit chat unix:///tmp/chat.sock -n bob
+  sockit chat --ca ca.pem tls://chat.example:5443
+  printf '/nick bot\\nhello\\n' | sockit chat 127.0.0.1:5000   # plain lines when piped";
 
 const PEER_EXAMPLES: &str = "\
 Examples:

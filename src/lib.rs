@@ -10,7 +10,8 @@
 //! - [`server`]: runs services on listeners, with connection limits, idle
 //!   timeouts and graceful shutdown ([`shutdown`]).
 //! - [`service`]: one module per service (hello, echo, ping, ...).
-//! - [`client`]: `connect` (netcat), `send` (one-shot client), `ping`.
+//! - [`client`]: `connect` (netcat), `send` (one-shot client), `ping`,
+//!   `chat` (a terminal UI for the chat).
 //! - [`http`]: `serve http`, the static file server on hyper; [`http::path`]
 //!   keeps requests in the root.
 //! - [`bench`](mod@bench): the load generator behind `sockit bench`; the

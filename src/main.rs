@@ -34,6 +34,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Send(args) => client_runtime()?.block_on(sockit::client::send::run(&args)),
         Command::Ping(args) => client_runtime()?.block_on(sockit::client::ping::run(&args)),
         Command::Bench(args) => sockit::bench::run(&args),
+        Command::Chat(args) => client_runtime()?.block_on(sockit::client::chat::run(&args)),
         Command::Peer(args) => sockit::peer::run(&args),
         Command::Completions(args) => sockit::completions::print_completions(args.shell),
         Command::Man => sockit::completions::print_man(),

@@ -276,6 +276,7 @@ const SUBCOMMANDS: &[&str] = &[
     "send",
     "ping",
     "bench",
+    "chat",
     "peer",
     "completions",
     "man",

@@ -69,8 +69,9 @@ pub async fn run(args: &ConnectArgs) -> anyhow::Result<()> {
     }
 }
 
-/// Runs both directions of a stream at once until the peer closes.
-async fn relay_stream(
+/// Runs both directions of a stream at once until the peer closes (also
+/// `sockit chat`'s plain line mode).
+pub(super) async fn relay_stream(
     stream: Stream,
     stdin: StdinChunks,
     line_ends: LineEnds,

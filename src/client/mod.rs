@@ -1,5 +1,6 @@
-//! The clients: `connect` (netcat) and `send` (the tutorials' one-shot
-//! client), and what they share.
+//! The clients: `connect` (netcat), `send` (the tutorials' one-shot
+//! client), `ping`, and `chat` (the chat's terminal client), and what they
+//! share.
 //!
 //! Every client opens its socket through `socket::open`, which turns an
 //! [`Endpoint`](crate::net::addr::Endpoint) into a connected stream or
@@ -7,6 +8,7 @@
 //! names the address. `input` (stdin) and `output` (stdout) hold the byte
 //! plumbing between that socket and the terminal.
 
+pub mod chat;
 pub mod connect;
 pub mod ping;
 pub mod send;

@@ -112,6 +112,37 @@ impl Endpoint {
     /// assert!(Endpoint::parse("tcp://:99999", DefaultScheme::Tcp).is_err());
     /// ```
     pub fn parse(input: &str, default: DefaultScheme) -> Result<Endpoint, AddrError> {
+        Endpoint::parse_inner(input, default, None)
+    }
+
+    /// Like [`Endpoint::parse`], but a host without a port (`HOST`,
+    /// `[IPv6]`, `tls://HOST`) means `port`: for clients of one service,
+    /// such as `sockit chat` and the chat's 5000. A bare number is still a
+    /// port.
+    ///
+    /// # Errors
+    /// As [`Endpoint::parse`].
+    ///
+    /// ```
+    /// use sockit::net::addr::{DefaultScheme, Endpoint};
+    /// let e = Endpoint::parse_or_port("chat.example", DefaultScheme::Tcp, 5000).unwrap();
+    /// assert_eq!(e.to_string(), "tcp://chat.example:5000");
+    /// let e = Endpoint::parse_or_port("5001", DefaultScheme::Tcp, 5000).unwrap();
+    /// assert_eq!(e.to_string(), "tcp://127.0.0.1:5001");
+    /// ```
+    pub fn parse_or_port(
+        input: &str,
+        default: DefaultScheme,
+        port: u16,
+    ) -> Result<Endpoint, AddrError> {
+        Endpoint::parse_inner(input, default, Some(port))
+    }
+
+    fn parse_inner(
+        input: &str,
+        default: DefaultScheme,
+        default_port: Option<u16>,
+    ) -> Result<Endpoint, AddrError> {
         let err = |reason: String| AddrError::new(input, reason);
         if input.is_empty() {
             return Err(err("empty address".into()));
@@ -122,17 +153,18 @@ impl Endpoint {
                 c
             )));
         }
+        let host_port = |text: &str| parse_host_port(text, default_port).map_err(err);
         let Some((scheme, rest)) = input.split_once("://") else {
-            let hp = parse_host_port(input).map_err(err)?;
+            let hp = host_port(input)?;
             return Ok(match default {
                 DefaultScheme::Tcp => Endpoint::Tcp(hp),
                 DefaultScheme::Udp => Endpoint::Udp(hp),
             });
         };
         match scheme {
-            "tcp" => Ok(Endpoint::Tcp(parse_host_port(rest).map_err(err)?)),
-            "udp" => Ok(Endpoint::Udp(parse_host_port(rest).map_err(err)?)),
-            "tls" => Ok(Endpoint::Tls(parse_host_port(rest).map_err(err)?)),
+            "tcp" => Ok(Endpoint::Tcp(host_port(rest)?)),
+            "udp" => Ok(Endpoint::Udp(host_port(rest)?)),
+            "tls" => Ok(Endpoint::Tls(host_port(rest)?)),
             "unix" => Ok(Endpoint::Unix(parse_unix_path(rest).map_err(err)?)),
             "unixgram" => Ok(Endpoint::UnixGram(parse_unix_path(rest).map_err(err)?)),
             other => Err(err(format!("unknown scheme {}", quote(other)))),
@@ -219,8 +251,9 @@ impl fmt::Display for HostPort {
     }
 }
 
-/// Parses `HOST:PORT`, `[IPv6]:PORT`, `:PORT` or `PORT`.
-fn parse_host_port(text: &str) -> Result<HostPort, String> {
+/// Parses `HOST:PORT`, `[IPv6]:PORT`, `:PORT` or `PORT`; with a
+/// `default_port`, `HOST` and `[IPv6]` too.
+fn parse_host_port(text: &str, default_port: Option<u16>) -> Result<HostPort, String> {
     if text.is_empty() {
         return Err("missing host and port".into());
     }
@@ -232,6 +265,12 @@ fn parse_host_port(text: &str) -> Result<HostPort, String> {
             .parse()
             .map_err(|_| format!("{} is not an IPv6 address", quote(inside)))?;
         let Some(port) = after.strip_prefix(':') else {
+            if let (true, Some(port)) = (after.is_empty(), default_port) {
+                return Ok(HostPort {
+                    host: Some(Host::Ip(IpAddr::V6(ip))),
+                    port,
+                });
+            }
             return Err(if after.is_empty() {
                 "missing port after the IPv6 address (write [IPv6]:PORT)".into()
             } else {
@@ -245,7 +284,15 @@ fn parse_host_port(text: &str) -> Result<HostPort, String> {
     }
     let (host, port) = match text.split_once(':') {
         None if text.bytes().all(|b| b.is_ascii_digit()) => ("", text),
-        None => return Err(format!("missing port after host {}", quote(text))),
+        None => match default_port {
+            Some(port) => {
+                return Ok(HostPort {
+                    host: parse_host(text)?,
+                    port,
+                });
+            }
+            None => return Err(format!("missing port after host {}", quote(text))),
+        },
         Some((host, port)) => {
             if port.contains(':') {
                 return Err("IPv6 addresses need brackets, as in [::1]:PORT".into());
@@ -355,6 +402,34 @@ mod tests {
                 .to_string(),
             "udp://127.0.0.1:9999"
         );
+    }
+
+    #[test]
+    fn a_missing_port_can_have_a_default() {
+        let or_5000 = |s: &str| {
+            Endpoint::parse_or_port(s, DefaultScheme::Tcp, 5000)
+                .map(|e| e.to_string())
+                .map_err(|e| e.reason)
+        };
+        assert_eq!(or_5000("localhost"), Ok("tcp://localhost:5000".into()));
+        assert_eq!(or_5000("[::1]"), Ok("tcp://[::1]:5000".into()));
+        assert_eq!(or_5000("tls://10.0.0.5"), Ok("tls://10.0.0.5:5000".into()));
+        assert_eq!(
+            or_5000("chat.example:6000"),
+            Ok("tcp://chat.example:6000".into())
+        );
+        assert_eq!(or_5000("6000"), Ok("tcp://127.0.0.1:6000".into()));
+        assert_eq!(
+            or_5000("unix:///tmp/c.sock"),
+            Ok("unix:///tmp/c.sock".into())
+        );
+        assert_eq!(or_5000("host:"), Err("missing port".into()));
+        assert!(
+            or_5000("256.1.1.1")
+                .unwrap_err()
+                .contains("not a valid IPv4")
+        );
+        assert!(or_5000("[::1]x").unwrap_err().contains("unexpected"));
     }
 
     #[test]
