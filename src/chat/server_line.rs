@@ -270,6 +270,12 @@ static SHAPES: LazyLock<Vec<Shape>> = LazyLock::new(|| {
         Shape::new(Notice::Bye, |_| Some(Notice::Bye)),
         Shape::new(Notice::ShuttingDown, |_| Some(Notice::ShuttingDown)),
         Shape::new(Notice::Binary, |_| Some(Notice::Binary)),
+        Shape::new(Notice::OutOfReach, |_| Some(Notice::OutOfReach)),
+        Shape::new(Notice::BackInReach, |_| Some(Notice::BackInReach)),
+        Shape::new(Notice::NamesFrozen, |_| Some(Notice::NamesFrozen)),
+        Shape::new(Notice::NameClash { name: f }, |x| {
+            Some(Notice::NameClash { name: word(x[0])? })
+        }),
     ];
     // `why` is not text but a `NameError`: one shape per error.
     shapes.push(Shape::new(
@@ -370,6 +376,10 @@ mod tests {
             Notice::Bye,
             Notice::ShuttingDown,
             Notice::Binary,
+            Notice::OutOfReach,
+            Notice::BackInReach,
+            Notice::NamesFrozen,
+            Notice::NameClash { name: "bob" },
         ];
         for notice in all {
             let line = notice.to_string();
@@ -443,17 +453,17 @@ mod tests {
 
     /// What the hub writes, read back: the formats live in hub.rs and
     /// notice.rs, so this is the check that both sides agree.
-    #[test]
-    fn reads_what_the_hub_writes() {
+    #[tokio::test]
+    async fn reads_what_the_hub_writes() {
         let hub = Arc::new(Hub::new(ChatConfig::default()));
-        let (alice, mut ai) = hub.join("127.0.0.1:1".into());
-        let (bob, mut bi) = hub.join("127.0.0.1:2".into());
-        alice.handle(parse("/nick alice"));
-        bob.handle(parse("/nick bob"));
-        alice.handle(parse("hello"));
-        alice.handle(parse("/msg bob psst"));
-        alice.handle(parse("/me waves"));
-        bob.handle(parse("/who"));
+        let (alice, mut ai) = hub.join("127.0.0.1:1".into()).await;
+        let (bob, mut bi) = hub.join("127.0.0.1:2".into()).await;
+        alice.handle(parse("/nick alice")).await;
+        bob.handle(parse("/nick bob")).await;
+        alice.handle(parse("hello")).await;
+        alice.handle(parse("/msg bob psst")).await;
+        alice.handle(parse("/me waves")).await;
+        bob.handle(parse("/who")).await;
         let lines = drain(&mut bi);
         let parsed: Vec<ServerLine<'_>> = lines.iter().map(|l| ServerLine::parse(l)).collect();
         assert_eq!(
@@ -492,7 +502,7 @@ mod tests {
         };
         assert_eq!(who_names(names).collect::<Vec<_>>(), ["alice", "bob"]);
         drain(&mut ai);
-        bob.handle(parse("/join dev"));
+        bob.handle(parse("/join dev")).await;
         assert_eq!(
             drain(&mut ai)
                 .iter()
