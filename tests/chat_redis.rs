@@ -346,6 +346,7 @@ fn prefixes_keep_chats_apart_and_rediss_works() {
     let mut alice = named(&one_a, "alice");
     let mut bob = named(&one_b, "bob");
     let mut other = named(&two, "other");
+    until_who(&mut alice, "* in lobby: alice, bob");
     alice.send("over tls");
     wait_for(&mut bob, "[alice] over tls", WAIT);
     // The chat under another prefix sees none of it, and has its own

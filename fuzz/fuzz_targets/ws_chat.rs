@@ -59,7 +59,7 @@ async fn session(data: &[u8]) {
     .await;
     assert!(ended.is_ok(), "the session did not end");
     assert_eq!(hub.members(), 1, "the member did not leave");
-    while let Ok(line) = inbox.lines.try_recv() {
+    while let Some(line) = inbox.try_recv() {
         assert!(!line.chars().any(char::is_control), "{line:?}");
         assert!(line.starts_with("* ") || line.starts_with('['), "{line:?}");
     }

@@ -4,12 +4,14 @@
 //! A session (a stream connection, a WebSocket) calls [`Hub::join`] and gets a [`Membership`],
 //! through which it acts ([`Membership::handle`]), and an [`Inbox`], the
 //! lines the hub has for it. The hub never does I/O and never waits: each
-//! member's lines go into its own bounded queue with `try_send`, under
-//! one short-held lock, and the session's writer drains that queue at
-//! whatever pace the member's socket allows. A member whose queue is full
+//! member's lines go into its own bounded queue, a `VecDeque` kept under
+//! the hub's one short-held lock, and the session's writer takes them in
+//! batches at whatever pace the member's socket allows. A line into a
+//! queue costs a pointer push; the writer is woken only when its queue
+//! was empty, so a burst of lines costs each member one wake-up. A member whose queue is full
 //! is behind by `--queue` lines; it is dropped on the spot (its
 //! [`Inbox::dropped`] fires) and its room is told `* NAME dropped (too
-//! slow)`. So a stuck reader costs the room one failed `try_send`, then
+//! slow)`. So a stuck reader costs the room one failed push, then
 //! nothing.
 //!
 //! Why per-member queues and not one `broadcast` channel per room: a
@@ -25,9 +27,10 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt::Display;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::cluster::{Event, RemoteMember, Roster};
@@ -106,15 +109,67 @@ pub struct Hub {
     link: Option<Arc<Link>>,
 }
 
-/// A member's receiving end, owned by its session.
+/// A member's receiving end, owned by its session: the lines the hub
+/// has for it, in order ([`recv_many`](Inbox::recv_many)).
 #[derive(Debug)]
 pub struct Inbox {
-    /// The lines for this member, in order. Closes once the member has
-    /// left and everything queued has been taken.
-    pub lines: mpsc::Receiver<Line>,
+    hub: Arc<Hub>,
+    id: MemberId,
+    /// Woken when a line comes into the empty queue, and when the member
+    /// leaves or is dropped.
+    ready: Arc<Notify>,
     /// Cancelled by the hub when it drops the member for being too slow:
     /// the session must close the connection now, without draining.
     pub dropped: CancellationToken,
+}
+
+/// A queue once bigger than this is given back when it empties, so a
+/// member costs little once a burst has passed.
+const KEPT_QUEUE: usize = 256;
+
+impl Inbox {
+    /// Waits for lines, then moves up to `limit` of them (at least one)
+    /// into `lines`; 0 once the member has left and all that was queued
+    /// has been taken. An empty `lines` is swapped with the whole queue
+    /// when it fits: no line is moved, and the two buffers take turns.
+    pub async fn recv_many(&mut self, lines: &mut VecDeque<Line>, limit: usize) -> usize {
+        loop {
+            // Made before looking, so a line queued in between leaves its
+            // wake-up for this wait.
+            let ready = self.ready.notified();
+            match self.hub.lock().take(self.id, lines, limit.max(1)) {
+                Take::Got(n) => return n,
+                Take::Closed => return 0,
+                Take::Empty => {}
+            }
+            ready.await;
+        }
+    }
+
+    /// The next line, if one is queued now.
+    pub fn try_recv(&mut self) -> Option<Line> {
+        let mut one = VecDeque::with_capacity(1);
+        match self.hub.lock().take(self.id, &mut one, 1) {
+            Take::Got(_) => one.pop_front(),
+            Take::Empty | Take::Closed => None,
+        }
+    }
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        self.hub.lock().departed.remove(&self.id);
+    }
+}
+
+/// What a writer found in its member's queue.
+enum Take {
+    /// This many lines, now in its batch.
+    Got(usize),
+    /// Nothing yet.
+    Empty,
+    /// Nothing, ever: the member left and everything was taken.
+    Closed,
 }
 
 /// A member's place in the hub. The session holds it for the life of the
@@ -129,10 +184,41 @@ pub struct Membership {
 /// A member's number, unique within the server.
 pub type MemberId = u64;
 
+/// Hashes member ids (sequential numbers, never chosen by a client) with
+/// one multiplication: the fan-out looks one up per member per line,
+/// where SipHash showed in profiles.
+#[derive(Debug, Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(self.0 ^ u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        // Fibonacci hashing: spreads consecutive ids over every bit.
+        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type IdMap<V> = HashMap<MemberId, V, BuildHasherDefault<IdHasher>>;
+type IdSet = HashSet<MemberId, BuildHasherDefault<IdHasher>>;
+
 #[derive(Debug, Default)]
 struct State {
     next_id: MemberId,
-    members: HashMap<MemberId, Member>,
+    /// `--queue`: the most lines a member's queue holds.
+    capacity: usize,
+    members: IdMap<Member>,
+    /// Members who left with lines still queued for them (their `* bye`):
+    /// kept until their writer has taken them or their session ends.
+    departed: IdMap<VecDeque<Line>>,
     /// Every member's name, by [`name_key`]: what makes names unique. A
     /// name being claimed in Redis is here already, so no other member
     /// of this server can claim it meanwhile.
@@ -151,16 +237,17 @@ struct State {
 struct Member {
     name: Arc<str>,
     room: Arc<str>,
-    /// The hub's end of the member's queue; dropped when the member leaves,
-    /// which lets its writer finish.
-    outbox: mpsc::Sender<Line>,
+    /// The lines for it not yet taken by its writer, at most `--queue`.
+    queue: VecDeque<Line>,
+    /// The hub's copy of [`Inbox::ready`].
+    ready: Arc<Notify>,
     /// The hub's copy of [`Inbox::dropped`].
     dropped: CancellationToken,
 }
 
 #[derive(Debug, Default)]
 struct Room {
-    members: HashSet<MemberId>,
+    members: IdSet,
     /// The last `--history` lines said in the room, oldest first.
     history: VecDeque<Line>,
 }
@@ -173,9 +260,13 @@ fn line(text: impl Display) -> Line {
 impl Hub {
     /// An empty chat, on its own.
     pub fn new(config: ChatConfig) -> Hub {
+        let state = State {
+            capacity: config.queue.max(1),
+            ..State::default()
+        };
         Hub {
             config,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(state),
             link: None,
         }
     }
@@ -193,6 +284,7 @@ impl Hub {
         let client = redis.client()?;
         let (link, outbox) = Link::new(redis, config.history);
         let state = State {
+            capacity: config.queue.max(1),
             link: Some(link.clone()),
             ..State::default()
         };
@@ -207,12 +299,12 @@ impl Hub {
     }
 
     /// With `--redis`, waits until the link is up, for
-    /// [`ROUND_TRIP`](super::link::ROUND_TRIP) at most: a server that
+    /// [`STARTUP_WAIT`](super::link::STARTUP_WAIT) at most: a server that
     /// starts next to a running Redis is in the chat before it says it is
     /// listening; one whose Redis is down starts anyway.
     pub async fn linked(&self) {
         if let Some(link) = &self.link {
-            let _ = tokio::time::timeout(super::link::ROUND_TRIP, link.connected()).await;
+            let _ = tokio::time::timeout(super::link::STARTUP_WAIT, link.connected()).await;
         }
     }
 
@@ -264,7 +356,7 @@ impl Hub {
         name: String,
         history: Option<Vec<Line>>,
     ) -> (Membership, Inbox) {
-        let (outbox, lines) = mpsc::channel(self.config.queue.max(1));
+        let ready = Arc::new(Notify::new());
         let dropped = CancellationToken::new();
         let mut state = self.lock();
         let name: Arc<str> = Arc::from(name);
@@ -274,7 +366,8 @@ impl Hub {
             Member {
                 name: name.clone(),
                 room: room.clone(),
-                outbox,
+                queue: VecDeque::new(),
+                ready: ready.clone(),
                 dropped: dropped.clone(),
             },
         );
@@ -297,7 +390,13 @@ impl Hub {
             hub: self.clone(),
             id,
         };
-        (membership, Inbox { lines, dropped })
+        let inbox = Inbox {
+            hub: self.clone(),
+            id,
+            ready,
+            dropped,
+        };
+        (membership, inbox)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -629,7 +728,13 @@ impl Membership {
     /// closes once drained. Leaving twice does nothing.
     pub fn leave(&self) {
         let mut state = self.hub.lock();
-        if let Some(member) = state.remove(self.id) {
+        if let Some(mut member) = state.remove(self.id) {
+            // Its writer takes what is left, then sees it closed.
+            if !member.queue.is_empty() {
+                let queue = std::mem::take(&mut member.queue);
+                state.departed.insert(self.id, queue);
+            }
+            member.ready.notify_one();
             let mut slow = Vec::new();
             let left = line(Notice::Left {
                 name: &member.name,
@@ -669,6 +774,21 @@ fn join_problem(room: &str, to: &str) -> Result<(), Line> {
         return Err(line(Notice::AlreadyIn { room: to }));
     }
     Ok(())
+}
+
+impl Member {
+    /// Queues `line` for the member, waking its writer if the queue was
+    /// empty; false when the queue is full (the member is too slow).
+    fn push(&mut self, line: &Line, capacity: usize) -> bool {
+        if self.queue.len() >= capacity {
+            return false;
+        }
+        if self.queue.is_empty() {
+            self.ready.notify_one();
+        }
+        self.queue.push_back(line.clone());
+        true
+    }
 }
 
 impl State {
@@ -736,14 +856,11 @@ impl State {
 
     /// Puts `line` in member `id`'s queue; a full queue marks it `slow`.
     fn tell(&mut self, id: MemberId, line: &Line, slow: &mut Vec<MemberId>) {
-        let Some(member) = self.members.get(&id) else {
-            return;
-        };
-        match member.outbox.try_send(line.clone()) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => slow.push(id),
-            // The session is ending and will leave on its own.
-            Err(TrySendError::Closed(_)) => {}
+        let capacity = self.capacity;
+        if let Some(member) = self.members.get_mut(&id)
+            && !member.push(line, capacity)
+        {
+            slow.push(id);
         }
     }
 
@@ -755,20 +872,53 @@ impl State {
         except: Option<MemberId>,
         slow: &mut Vec<MemberId>,
     ) {
-        let Some(room) = self.rooms.get(room) else {
+        let State {
+            rooms,
+            members,
+            capacity,
+            ..
+        } = self;
+        let Some(room) = rooms.get(room) else {
             return;
         };
         for id in &room.members {
             if Some(*id) == except {
                 continue;
             }
-            let Some(member) = self.members.get(id) else {
-                continue;
-            };
-            if let Err(TrySendError::Full(_)) = member.outbox.try_send(line.clone()) {
+            if let Some(member) = members.get_mut(id)
+                && !member.push(line, *capacity)
+            {
                 slow.push(*id);
             }
         }
+    }
+
+    /// Moves up to `limit` of member `id`'s queued lines into `out`.
+    fn take(&mut self, id: MemberId, out: &mut VecDeque<Line>, limit: usize) -> Take {
+        let (queue, departed) = match self.members.get_mut(&id) {
+            Some(member) => (&mut member.queue, false),
+            None => match self.departed.get_mut(&id) {
+                Some(queue) => (queue, true),
+                None => return Take::Closed,
+            },
+        };
+        if queue.is_empty() {
+            if departed {
+                self.departed.remove(&id);
+                return Take::Closed;
+            }
+            return Take::Empty;
+        }
+        let n = queue.len().min(limit);
+        if out.is_empty() && n == queue.len() {
+            std::mem::swap(queue, out);
+        } else {
+            out.extend(queue.drain(..n));
+        }
+        if queue.is_empty() && queue.capacity() > KEPT_QUEUE {
+            *queue = VecDeque::new();
+        }
+        Take::Got(n)
     }
 
     /// A line said in `room` by `from`: to everyone else, here and on the
@@ -940,6 +1090,7 @@ impl State {
                 continue;
             };
             member.dropped.cancel();
+            member.ready.notify_one();
             self.dropped += 1;
             tracing::info!(name = %member.name, "dropped: too slow");
             let dropped = line(Notice::Dropped { name: &member.name });
@@ -968,7 +1119,7 @@ mod tests {
 
     fn drain(inbox: &mut Inbox) -> Vec<String> {
         let mut got = Vec::new();
-        while let Ok(line) = inbox.lines.try_recv() {
+        while let Some(line) = inbox.try_recv() {
             got.push(line.to_string());
         }
         got

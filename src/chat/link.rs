@@ -69,6 +69,9 @@ const READ_BLOCK: Duration = Duration::from_secs(1);
 /// How long a member waits on Redis to take a name or join a room before
 /// the server goes on without it.
 pub const ROUND_TRIP: Duration = Duration::from_secs(1);
+/// How long a starting server waits for its Redis before it listens
+/// anyway.
+pub const STARTUP_WAIT: Duration = Duration::from_secs(2);
 /// How long between tries while Redis is unreachable.
 const RETRY: Duration = Duration::from_millis(500);
 /// Entries kept in the event stream: how far back a server can resume.

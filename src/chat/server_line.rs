@@ -319,7 +319,7 @@ mod tests {
 
     fn drain(inbox: &mut Inbox) -> Vec<String> {
         let mut got = Vec::new();
-        while let Ok(line) = inbox.lines.try_recv() {
+        while let Some(line) = inbox.try_recv() {
             got.push(line.to_string());
         }
         got

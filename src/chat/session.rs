@@ -8,16 +8,16 @@
 //! never writes still gets the room's). Neither ever waits on the hub's
 //! lock for long, and the hub never waits on them.
 
+use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
 
 use super::command::{ClientLine, parse};
-use super::hub::{Flow, Hub, Inbox, Line, Membership};
+use super::hub::{Flow, Hub, Inbox, Membership};
 use super::notice::Notice;
 use super::telnet::TelnetFilter;
 use super::text::clean;
@@ -38,12 +38,25 @@ pub(super) const SEND_BUFFER: usize = 64 * 1024;
 /// queued for it (its `* bye`, the answer to a piped-in `/who`).
 pub(super) const DRAIN_WAIT: Duration = Duration::from_secs(2);
 
-/// Lines taken from the queue per write: one syscall for a burst of lines.
-pub(super) const WRITE_BATCH: usize = 64;
+/// The most read at once from a member: a sender's burst is fanned out
+/// in pieces this big (a quiet member's buffer stays at 4 KiB).
+const READ_BUFFER: usize = 16 * 1024;
+
+/// Lines taken from the queue at once: a burst's worth, written with as
+/// few system calls as [`WRITE_CHUNK`] allows.
+pub(super) const WRITE_BATCH: usize = 1024;
+
+/// Bytes gathered before they are written: large enough that a burst to
+/// a member is one `write`, small enough to bound the buffer.
+const WRITE_CHUNK: usize = 64 * 1024;
+
+/// The batch of lines is given back past this many, so a member quiet
+/// after a burst costs what a new one does.
+pub(super) const KEPT_BATCH: usize = 256;
 
 /// The write buffer is given back when a batch of long lines grew it past
 /// this, so a member costs little once a burst has passed.
-const KEPT_WRITE_BUFFER: usize = 64 * 1024;
+const KEPT_WRITE_BUFFER: usize = WRITE_CHUNK + 16 * 1024;
 
 /// Serves one member until it leaves, is dropped, or the grace period
 /// after a shutdown signal ends.
@@ -54,7 +67,8 @@ pub async fn serve(hub: &Arc<Hub>, stream: &mut Stream, ctx: &ConnContext) -> io
     if let Err(e) = stream.set_send_buffer(SEND_BUFFER) {
         tracing::debug!(error = %e, "cannot cap the send buffer");
     }
-    let (member, Inbox { mut lines, dropped }) = hub.join(ctx.peer.to_string()).await;
+    let (member, mut lines) = hub.join(ctx.peer.to_string()).await;
+    let dropped = lines.dropped.clone();
     // Set by the reader when the member shows it is a telnet client (or
     // ends lines with CRLF): its lines then go out with CRLF too.
     let crlf = AtomicBool::new(false);
@@ -85,11 +99,12 @@ async fn read_lines<R: AsyncRead + Unpin>(
     ctx: &ConnContext,
     crlf: &AtomicBool,
 ) -> io::Result<()> {
-    let mut buf = LineBuffer::new(ctx.max_line);
+    let mut buf = LineBuffer::with_capacity(ctx.max_line, READ_BUFFER);
     let mut telnet = TelnetFilter::new();
     let mut flood = Flood::new(hub.config().flood_rate, hub.config().flood_burst);
     let mut idle = IdleTimer::new(ctx.idle_timeout);
     let mut told_shutdown = false;
+    let mut unyielded = 0;
     loop {
         let spare = buf.spare();
         let n = tokio::select! {
@@ -130,6 +145,15 @@ async fn read_lines<R: AsyncRead + Unpin>(
                 Frame::TooLong => member.notice(Notice::TooLong { max: ctx.max_line }),
             }
         }
+        // Once a buffer's worth has been fanned out, let the writers send
+        // it before reading on: a long burst then leaves in pieces as it
+        // comes in, not after it, and each piece is one large write per
+        // member. (A drained socket lets them run anyway.)
+        unyielded += n;
+        if unyielded >= READ_BUFFER {
+            unyielded = 0;
+            tokio::task::yield_now().await;
+        }
     }
 }
 
@@ -154,10 +178,10 @@ pub(super) async fn act(member: &Membership, bytes: &[u8], flood: &mut Flood) ->
 /// Writes the member's queued lines until the queue closes.
 async fn write_lines<W: AsyncWrite + Unpin>(
     writer: &mut W,
-    lines: &mut mpsc::Receiver<Line>,
+    lines: &mut Inbox,
     crlf: &AtomicBool,
 ) -> io::Result<()> {
-    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    let mut batch = VecDeque::new();
     let mut out = Vec::new();
     while lines.recv_many(&mut batch, WRITE_BATCH).await > 0 {
         let end = if crlf.load(Ordering::Relaxed) {
@@ -168,10 +192,17 @@ async fn write_lines<W: AsyncWrite + Unpin>(
         for line in batch.drain(..) {
             out.extend_from_slice(line.as_bytes());
             out.extend_from_slice(end.bytes());
+            if out.len() >= WRITE_CHUNK {
+                writer.write_all(&out).await?;
+                out.clear();
+            }
         }
         writer.write_all(&out).await?;
         // TLS holds written records until flushed.
         writer.flush().await?;
+        if batch.capacity() > KEPT_BATCH {
+            batch = VecDeque::new();
+        }
         out.clear();
         if out.capacity() > KEPT_WRITE_BUFFER {
             out = Vec::new();

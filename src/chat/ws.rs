@@ -9,21 +9,21 @@
 //! As in [`session`](super::session), the reader and the writer run side
 //! by side, so a member whose socket is full still has its lines read.
 
+use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-use super::hub::{Flow, Hub, Inbox, Line, Membership};
+use super::hub::{Flow, Hub, Inbox, Membership};
 use super::notice::Notice;
-use super::session::{DRAIN_WAIT, Flood, WRITE_BATCH, act};
+use super::session::{DRAIN_WAIT, Flood, KEPT_BATCH, WRITE_BATCH, act};
 use crate::service::{ConnContext, IdleTimer};
 
 /// How long the client gets to answer our close frame before the
@@ -74,7 +74,8 @@ where
         .max_frame_size(Some(cap));
     let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
     let (mut sink, mut source) = ws.split();
-    let (member, Inbox { mut lines, dropped }) = hub.join(ctx.peer.to_string()).await;
+    let (member, mut lines) = hub.join(ctx.peer.to_string()).await;
+    let dropped = lines.dropped.clone();
     let close = {
         let reading = read_frames(&mut source, &member, hub, ctx);
         let writing = write_lines(&mut sink, &mut lines);
@@ -191,16 +192,19 @@ fn strip_line_end(text: &str) -> &str {
 
 /// Writes the member's queued lines, one text frame each, until the queue
 /// closes; one flush per batch.
-async fn write_lines<W>(sink: &mut W, lines: &mut mpsc::Receiver<Line>) -> Result<(), WsError>
+async fn write_lines<W>(sink: &mut W, lines: &mut Inbox) -> Result<(), WsError>
 where
     W: Sink<Message, Error = WsError> + Unpin,
 {
-    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    let mut batch = VecDeque::new();
     while lines.recv_many(&mut batch, WRITE_BATCH).await > 0 {
         for line in batch.drain(..) {
             sink.feed(Message::text(line.to_string())).await?;
         }
         sink.flush().await?;
+        if batch.capacity() > KEPT_BATCH {
+            batch = VecDeque::new();
+        }
     }
     Ok(())
 }

@@ -50,7 +50,7 @@ const INITIAL_CAPACITY: usize = 4 * 1024;
 /// Callers alternate: read into [`spare`], record it with [`filled`], then
 /// take frames until [`next_frame`] says `None`. Drained that way, the
 /// pending bytes never exceed a maximal line plus its `\r`, so the buffer
-/// never grows past `max_line + 2` bytes.
+/// never grows past `max_line + 2` bytes (or the capacity it was given).
 ///
 /// [`spare`]: LineBuffer::spare
 /// [`filled`]: LineBuffer::filled
@@ -67,6 +67,9 @@ pub struct LineBuffer {
     /// arriving long line is scanned once, not once per read.
     scanned: usize,
     max_line: usize,
+    /// The most the buffer grows to: a maximal line and its `\r\n`, or
+    /// more ([`LineBuffer::with_capacity`]).
+    capacity: usize,
     /// True while dropping the rest of an over-long line.
     discarding: bool,
 }
@@ -75,12 +78,21 @@ impl LineBuffer {
     /// A buffer for lines of at most `max_line` bytes (line end excluded).
     /// No memory is taken until the first read.
     pub fn new(max_line: usize) -> Self {
+        Self::with_capacity(max_line, 0)
+    }
+
+    /// Like [`new`](LineBuffer::new), but the buffer may grow to
+    /// `capacity` bytes (when more than a maximal line), so that a client
+    /// sending lines in bulk is read in fewer, larger reads.
+    pub fn with_capacity(max_line: usize, capacity: usize) -> Self {
+        let max_line = max_line.max(1);
         LineBuffer {
             buf: Vec::new(),
             start: 0,
             end: 0,
             scanned: 0,
-            max_line: max_line.max(1),
+            max_line,
+            capacity: capacity.max(max_line.saturating_add(2)),
             discarding: false,
         }
     }
@@ -97,7 +109,7 @@ impl LineBuffer {
             self.start = 0;
         }
         if self.end == self.buf.len() {
-            let limit = self.max_line + 2;
+            let limit = self.capacity;
             let grown = (self.buf.len() * 2).clamp(INITIAL_CAPACITY.min(limit), limit);
             self.buf.resize(grown.max(self.end + 1), 0);
         }
@@ -174,7 +186,7 @@ impl LineBuffer {
     /// How much a read into an empty, unallocated buffer may take: what
     /// [`push`](LineBuffer::push) can hold in one call.
     pub fn first_read_len(&self) -> usize {
-        INITIAL_CAPACITY.min(self.max_line + 2)
+        INITIAL_CAPACITY.min(self.capacity)
     }
 
     /// Appends bytes that were read elsewhere. Holds what one
@@ -241,6 +253,25 @@ pub fn split_datagram(datagram: &[u8]) -> (&[u8], Option<LineEnd>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_larger_capacity_reads_more_but_keeps_the_line_limit() {
+        // Reads may take the whole capacity, not just a maximal line.
+        assert_eq!(LineBuffer::with_capacity(10, 64).spare().len(), 64);
+        assert_eq!(LineBuffer::new(10).spare().len(), 12);
+        let mut buf = LineBuffer::with_capacity(10, 64);
+        buf.push(b"0123456789\nabcdefghijk\nxyz");
+        assert_eq!(
+            buf.next_frame(),
+            Some(Frame::Line(b"0123456789", LineEnd::Lf))
+        );
+        assert_eq!(buf.next_frame(), Some(Frame::TooLong));
+        assert_eq!(buf.next_frame(), None);
+        // A partial line past the limit is cut as soon as it is seen.
+        buf.push(b"abcdefghij");
+        assert_eq!(buf.next_frame(), Some(Frame::TooLong));
+        assert!(buf.spare().len() <= 64);
+    }
 
     /// Feeds `bytes` as reads would, returning the frames (a too-long
     /// frame as `<too long>`).
