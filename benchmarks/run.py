@@ -177,6 +177,7 @@ SCENARIOS = [
              ["-c", "50", "--pipeline", "16"], "throughput"),
     Scenario("udp1", "UDP ping, 1 socket", "udp", ["-c", "1"], "throughput"),
     Scenario("udp16", "UDP ping, 16 sockets", "udp", ["-c", "16"], "throughput"),
+    Scenario("udp50", "UDP ping, 50 sockets", "udp", ["-c", "50"], "throughput"),
     Scenario("echo64k", "TCP echo, 64 KiB messages, 8 connections", "echo",
              ["-c", "8", "-s", "64KiB"], "bytes"),
     Scenario("idle10k", "10,000 idle TCP connections", "idle", [], "memory"),

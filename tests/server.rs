@@ -7,7 +7,7 @@
 mod common;
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -960,4 +960,56 @@ fn json_log_format_writes_json_lines() {
         );
     }
     assert!(logs.contains("too many connections"), "{logs}");
+}
+
+/// A burst of datagrams from many sockets at once, large and small and
+/// empty, taken in batches: every one gets exactly its own reply, on
+/// IPv4 and IPv6.
+#[test]
+fn a_burst_of_datagrams_gets_every_reply_to_its_sender() {
+    let p = serve(
+        &["echo", "-l", "udp://127.0.0.1:0", "-l", "udp://[::1]:0"],
+        2,
+    );
+    for addr in &p.addrs {
+        let server = sockaddr(addr);
+        let local = if server.is_ipv4() {
+            "127.0.0.1:0"
+        } else {
+            "[::1]:0"
+        };
+        let sockets: Vec<UdpSocket> = (0..100)
+            .map(|_| {
+                let s = UdpSocket::bind(local).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                s
+            })
+            .collect();
+        let payload = |i: usize| -> Vec<u8> {
+            match i % 10 {
+                0 => Vec::new(),
+                5 => vec![b'a' + (i % 26) as u8; 60_000],
+                _ => format!("datagram {i}").into_bytes(),
+            }
+        };
+        // All sent before any reply is read: the server finds them
+        // queued together.
+        for (i, s) in sockets.iter().enumerate() {
+            s.send_to(&payload(i), server).unwrap();
+        }
+        for (i, s) in sockets.iter().enumerate() {
+            let mut buf = vec![0u8; 65_536];
+            let (n, from) = s.recv_from(&mut buf).expect("a reply");
+            assert_eq!(from, server);
+            assert_eq!(&buf[..n], &payload(i)[..], "socket {i}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        for (i, s) in sockets.iter().enumerate() {
+            s.set_nonblocking(true).unwrap();
+            assert!(
+                s.recv_from(&mut [0u8; 16]).is_err(),
+                "socket {i}: a second reply"
+            );
+        }
+    }
 }

@@ -13,9 +13,7 @@ use crate::net::ratelimit::{RateLimiter, from_classic_port};
 use crate::service::{Classic, DatagramState};
 use crate::shutdown::Shutdown;
 
-/// The largest datagram we read; anything longer is truncated by the kernel
-/// (and then is still at most this long in memory).
-const MAX_DATAGRAM: usize = 65_535;
+use super::batch::{MAX_DATAGRAM, UdpBatch};
 
 /// One datagram socket's service loop.
 pub(super) struct DatagramServer {
@@ -62,7 +60,13 @@ impl DatagramServer {
             all: &metrics,
             datagram: &datagram_metrics,
         };
-        let mut buf = vec![0u8; MAX_DATAGRAM];
+        // UDP takes datagrams in batches where it can; unixgram, and UDP
+        // where it cannot, one at a time into `buf`.
+        let mut batch = match &socket {
+            DatagramSocket::Udp(s) => UdpBatch::new(s),
+            DatagramSocket::Unix { .. } => None,
+        };
+        let mut buf = vec![0u8; if batch.is_some() { 0 } else { MAX_DATAGRAM }];
         let mut out = Vec::with_capacity(1024);
         let mut state = DatagramState::default();
         // Made once: a fresh `cancelled()` per datagram would join and
@@ -88,6 +92,38 @@ impl DatagramServer {
             if let Err(e) = ready {
                 tracing::warn!(error = %e, "datagram socket failed");
                 return;
+            }
+            if let (Some(batch), DatagramSocket::Udp(socket)) = (&mut batch, &socket) {
+                for _ in 0..DRAIN_BATCH / super::batch::BATCH {
+                    let received = batch.receive(socket, |data, from, replies| {
+                        counts.received(data.len());
+                        if admit(from, &limits, &mut rate, counts.datagram)
+                            && counts.served()
+                            && service.reply_datagram(data, limits.max_line, &mut out, &mut state)
+                        {
+                            replies.add(&out, from);
+                        }
+                    });
+                    match received {
+                        Ok(_) => {
+                            batch
+                                .send(socket, |sent, to| match sent {
+                                    Ok(n) => counts.sent(n),
+                                    Err(e) => {
+                                        counts.send_failed();
+                                        tracing::debug!(peer = %to, error = %e, "send_to");
+                                    }
+                                })
+                                .await;
+                        }
+                        Err(e) => {
+                            if !received_nothing(e) {
+                                break;
+                            }
+                        }
+                    }
+                }
+                continue;
             }
             for _ in 0..DRAIN_BATCH {
                 let more = match &socket {

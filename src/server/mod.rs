@@ -7,6 +7,7 @@
 //!                                               └─▶ datagram loops (datagram.rs)
 //! ```
 
+mod batch;
 mod datagram;
 mod parking;
 mod permit;
