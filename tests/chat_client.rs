@@ -13,7 +13,6 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{IO_TIMEOUT, TempDir, bin, closed_tcp_port, run_bounded, serve};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 
 /// How long anything awaited (a line, a screen, an exit) may take.
 const LIMIT: Duration = Duration::from_secs(10);
@@ -80,28 +79,10 @@ fn wait_line(lines: &mpsc::Receiver<String>, start: &str) {
     panic!("no {start:?} on stdout; got {seen:#?}");
 }
 
-/// A CA, and a certificate for 127.0.0.1 that it signed, as PEM files
-/// `ca.pem`, `cert.pem` and `key.pem` in `dir`.
-fn make_pki(dir: &TempDir) {
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "sockit chat test CA");
-    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["127.0.0.1".into()])
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
-    std::fs::write(dir.path("ca.pem"), ca.pem()).unwrap();
-    std::fs::write(dir.path("cert.pem"), leaf.pem()).unwrap();
-    std::fs::write(dir.path("key.pem"), key.serialize_pem()).unwrap();
-}
-
 #[test]
 fn plain_lines_both_ways_over_tcp_unix_and_tls() {
     let dir = TempDir::new("chat-client");
-    make_pki(&dir);
+    common::write_pki(&dir, &["127.0.0.1"]);
     let (cert, key, ca) = (
         dir.path("cert.pem"),
         dir.path("key.pem"),

@@ -323,7 +323,7 @@ fn prefixes_keep_chats_apart_and_rediss_works() {
         dir.path("key.pem"),
         dir.path("ca.pem"),
     );
-    write_pki(&cert, &key, &ca);
+    common::write_pki(&dir, &["localhost"]);
     let port = free_port();
     let tls = [
         "--port",
@@ -355,22 +355,6 @@ fn prefixes_keep_chats_apart_and_rediss_works() {
     other.send("/nick alice");
     other.expect("* you are now alice");
     bob.quiet();
-}
-
-/// A CA and a `localhost` certificate it signed, as PEM files.
-fn write_pki(cert: &str, key: &str, ca: &str) {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["localhost".into()])
-        .unwrap()
-        .signed_by(&leaf_key, &issuer)
-        .unwrap();
-    std::fs::write(cert, leaf.pem()).unwrap();
-    std::fs::write(key, leaf_key.serialize_pem()).unwrap();
-    std::fs::write(ca, issuer.pem()).unwrap();
 }
 
 /// No Redis needed: a server whose Redis is not there yet still serves

@@ -776,3 +776,23 @@ impl rustls::client::danger::ServerCertVerifier for AnyCert {
         self.0.signature_verification_algorithms.supported_schemes()
     }
 }
+
+/// A test CA and a certificate it signed for `names`, written into `dir`
+/// as `ca.pem`, `cert.pem` and `key.pem`.
+pub fn write_pki(dir: &TempDir, names: &[&str]) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "sockit test CA");
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let names = names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let leaf = CertificateParams::new(names)
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    std::fs::write(dir.path("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.path("cert.pem"), leaf.pem()).unwrap();
+    std::fs::write(dir.path("key.pem"), key.serialize_pem()).unwrap();
+}
