@@ -396,10 +396,82 @@ fn chat_members_and_rooms_are_reported() {
     });
     assert_eq!(s.get("sockit_messages_total", &key), 1.0);
     assert_eq!(s.get("sockit_chat_dropped_total", &key), 0.0);
+    // Without --redis there are no Redis series.
+    assert!(!s.0.keys().any(|k| k.contains("redis")), "{:?}", s.0.keys());
     drop(alice);
     scrape_until(&p.addrs[1], "one member left", |s| {
         s.get("sockit_chat_members", &key) == 1.0 && s.get("sockit_chat_rooms", &key) == 1.0
     });
+}
+
+/// `sockit_chat_redis_up` and `sockit_chat_remote_members`: 0 while the
+/// chat's Redis is not there; with a real redis-server and a second
+/// server, 1 and the other server's member.
+fn redis_series(redis_port: u16, other: Option<&str>) {
+    let url = format!("redis://127.0.0.1:{redis_port}");
+    let p = serve(
+        &[
+            "chat",
+            "-q",
+            "-l",
+            "127.0.0.1:0",
+            "--redis",
+            &url,
+            "--metrics",
+            "127.0.0.1:0",
+        ],
+        2,
+    );
+    let key = labels("chat", &p.addrs[0], "");
+    match other {
+        None => {
+            let s = scrape(&p.addrs[1]);
+            assert_eq!(s.get("sockit_chat_redis_up", &key), 0.0);
+            assert_eq!(s.get("sockit_chat_remote_members", &key), 0.0);
+        }
+        Some(other_addr) => {
+            let _member = tcp(other_addr);
+            scrape_until(&p.addrs[1], "the other server's member", |s| {
+                s.get("sockit_chat_redis_up", &key) == 1.0
+                    && s.get("sockit_chat_remote_members", &key) == 1.0
+            });
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn chat_redis_series_say_when_redis_is_out_of_reach() {
+    redis_series(free_port(), None);
+}
+
+#[test]
+#[ignore = "needs redis-server"]
+fn chat_redis_series_count_the_other_servers_members() {
+    let port = free_port();
+    let mut redis = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server");
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < LIMIT, "redis-server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let url = format!("redis://127.0.0.1:{port}");
+    let other = serve(&["chat", "-q", "-l", "127.0.0.1:0", "--redis", &url], 1);
+    redis_series(port, Some(other.host_port(0)));
+    let _ = redis.kill();
+    let _ = redis.wait();
 }
 
 #[test]

@@ -519,6 +519,8 @@ impl ChatSource for Hub {
             members: state.members.len(),
             rooms: state.rooms.len(),
             dropped: state.dropped,
+            remote: state.remote.len(),
+            linked: self.link.as_ref().map(|link| link.is_up()),
         }
     }
 }

@@ -104,6 +104,8 @@ struct Families {
     chat_members: Family<ListenerLabels, Gauge>,
     chat_rooms: Family<ListenerLabels, Gauge>,
     chat_dropped: Family<ListenerLabels, Counter>,
+    chat_remote_members: Family<ListenerLabels, Gauge>,
+    chat_redis_up: Family<ListenerLabels, Gauge>,
 }
 
 /// The process's metrics: the registry the endpoint encodes, and what
@@ -211,6 +213,16 @@ impl Metrics {
             "Chat members dropped for falling too far behind",
             f.chat_dropped.clone(),
         );
+        registry.register(
+            "chat_remote_members",
+            "Members of the other chat servers on the same Redis (--redis)",
+            f.chat_remote_members.clone(),
+        );
+        registry.register(
+            "chat_redis_up",
+            "1 while the chat's Redis answers, 0 while it is out of reach (--redis)",
+            f.chat_redis_up.clone(),
+        );
         Metrics {
             registry,
             families,
@@ -308,6 +320,13 @@ impl Metrics {
             members: f.chat_members.get_or_create_owned(&listener.name),
             rooms: f.chat_rooms.get_or_create_owned(&listener.name),
             dropped: f.chat_dropped.get_or_create_owned(&listener.name),
+            // Only a chat with --redis has these.
+            remote: hub.figures().linked.map(|_| {
+                (
+                    f.chat_remote_members.get_or_create_owned(&listener.name),
+                    f.chat_redis_up.get_or_create_owned(&listener.name),
+                )
+            }),
         };
         self.hubs
             .lock()
@@ -323,6 +342,10 @@ impl Metrics {
             let figures = hub.figures();
             handles.members.set(clamp(figures.members));
             handles.rooms.set(clamp(figures.rooms));
+            if let (Some((remote, up)), Some(linked)) = (&handles.remote, figures.linked) {
+                remote.set(clamp(figures.remote));
+                up.set(i64::from(linked));
+            }
             let seen = handles.dropped.get();
             if figures.dropped > seen {
                 handles.dropped.inc_by(figures.dropped - seen);
@@ -394,6 +417,10 @@ pub struct ChatFigures {
     pub rooms: usize,
     /// Members dropped for being too slow, since the start.
     pub dropped: u64,
+    /// Members of the other servers (`--redis`).
+    pub remote: usize,
+    /// With `--redis`: whether Redis answers now; `None` without it.
+    pub linked: Option<bool>,
 }
 
 /// One listener's handles: clones of the registered series, cheap to
@@ -481,6 +508,8 @@ struct ChatMetrics {
     members: Gauge,
     rooms: Gauge,
     dropped: Counter,
+    /// Remote members and whether Redis is up, with `--redis`.
+    remote: Option<(Gauge, Gauge)>,
 }
 
 /// The bytes of a connection's conversation, counted where they pass
