@@ -58,9 +58,9 @@ pub async fn serve(
         let requests = requests.clone();
         // Built only when the line will be written: with -q it costs nothing.
         let record = tracing::enabled!(target: "sockit::http::access", tracing::Level::INFO)
-            .then(|| AccessRecord::new(&req, &peer));
+            .then(|| Box::new(AccessRecord::new(&req, &peer)));
         async move {
-            let res = site.respond(req).await;
+            let res = site.respond(&req).await;
             let status = res.status().as_u16();
             if let Some(requests) = &requests {
                 requests.count(status);

@@ -168,7 +168,11 @@ impl Site {
     }
 
     /// Answers one request. Never fails: every problem is a status.
-    pub async fn respond(&self, req: Request<Incoming>) -> Response<Body> {
+    ///
+    /// The request is borrowed, not taken: hyper spawns the future of
+    /// every HTTP/2 request as a task, copying it, and a request moved
+    /// down through `async fn`s is held once in each of their futures.
+    pub async fn respond(&self, req: &Request<Incoming>) -> Response<Body> {
         let mut res = self.answer(req).await;
         let headers = res.headers_mut();
         if self.cors {
@@ -183,7 +187,7 @@ impl Site {
         res
     }
 
-    async fn answer(&self, req: Request<Incoming>) -> Response<Body> {
+    async fn answer(&self, req: &Request<Incoming>) -> Response<Body> {
         let head = req.method() == Method::HEAD;
         if self.cors && req.method() == Method::OPTIONS {
             // A CORS preflight: what may be asked, and for how long the
@@ -226,7 +230,13 @@ impl Site {
         }
         let res = match &self.root {
             None => self.hello(req.uri().path()),
-            Some(root) => self.static_file(root, &req).await,
+            Some(root) => match self.static_file(root, req) {
+                Found::Answer(res) => res,
+                // Boxed: the listing's state (a directory read on the
+                // blocking pool) would otherwise make every request's
+                // future as large as its own.
+                Found::Listing(dir) => Box::pin(self.listing(&dir, req.uri().path(), req)).await,
+            },
         };
         if head { without_body(res) } else { res }
     }
@@ -238,13 +248,16 @@ impl Site {
         html(StatusCode::OK, HELLO_PAGE.to_owned())
     }
 
-    async fn static_file(&self, root: &Path, req: &Request<Incoming>) -> Response<Body> {
+    /// A path's answer, or the directory to list: everything but the
+    /// listing is done without waiting, so no state of it is held in the
+    /// request's future.
+    fn static_file(&self, root: &Path, req: &Request<Incoming>) -> Found {
         let raw = req.uri().path();
         if let Some(hit) = self.cache.get(raw) {
             let source = Source::Read(hit.bytes);
-            return self.file(root, &hit.path, source, &hit.meta, hit.headers, req);
+            return Found::Answer(self.file(root, &hit.path, source, &hit.meta, hit.headers, req));
         }
-        match path::resolve(root, raw, &self.policy) {
+        let res = match path::resolve(root, raw, &self.policy) {
             Err(refusal) => refused(refusal),
             Ok(Target::Dir {
                 slash_redirect: true,
@@ -262,16 +275,14 @@ impl Site {
                     let headers = file_headers(&index, &meta);
                     self.file(root, &index, Source::Open(file), &meta, headers, req)
                 }
-                // Boxed: the listing's state (a directory read on the
-                // blocking pool) would otherwise make every request's
-                // future as large as its own, copied at each spawn.
-                None => Box::pin(self.listing(&path, raw, req)).await,
+                None => return Found::Listing(path),
             },
             Ok(Target::File { path, meta, file }) => {
                 let headers = file_headers(&path, &meta);
                 self.file(root, &path, Source::Open(file), &meta, headers, req)
             }
-        }
+        };
+        Found::Answer(res)
     }
 
     /// A file's answer: the representation the client is best served
@@ -439,6 +450,14 @@ fn content_type(path: &Path) -> HeaderValue {
     } else {
         HeaderValue::from_static(mime)
     }
+}
+
+/// What [`Site::static_file`] came to.
+enum Found {
+    /// The answer, ready.
+    Answer(Response<Body>),
+    /// A directory without an index, to be listed.
+    Listing(PathBuf),
 }
 
 /// Where a file's bytes come from.
