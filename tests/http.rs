@@ -454,7 +454,33 @@ fn http2_with_prior_knowledge_and_over_tls_with_alpn() {
     // A large file over HTTP/2, whole.
     let big_url = format!("http://{}/big.bin", p.host_port(0));
     let big = curl_bytes(&["--http2-prior-knowledge", &big_url]);
-    assert_eq!(big, std::fs::read(root.0.join("big.bin")).unwrap());
+    let want = std::fs::read(root.0.join("big.bin")).unwrap();
+    assert_eq!(big, want);
+    // And over TLS, where a connection's output is held until each of its
+    // wake-ups ends (net::cork): whole in both protocols, and streams
+    // multiplexed on one connection all answered.
+    let big_tls = format!("https://{}/big.bin", p.host_port(1));
+    for version in ["--http2", "--http1.1"] {
+        assert_eq!(curl_bytes(&["-k", version, &big_tls]), want, "{version}");
+    }
+    let mut args = vec![
+        "-k",
+        "--http2",
+        "-Z",
+        "-w",
+        "%{http_code} %{size_download}\n",
+    ];
+    for i in 0..20 {
+        let url = if i % 8 == 0 { &big_tls } else { &tls };
+        args.extend(["-o", "/dev/null", url]);
+    }
+    let mut answers: Vec<String> = curl(&args).lines().map(str::to_owned).collect();
+    answers.sort();
+    answers.dedup();
+    assert_eq!(
+        answers,
+        ["200 11".to_owned(), format!("200 {}", want.len())]
+    );
 }
 
 #[test]

@@ -308,6 +308,14 @@ fn http_requests_are_counted_by_status_and_other_paths_get_404() {
         ),
         2.0
     );
+    // The common codes are there before their first response.
+    assert_eq!(
+        s.get(
+            "sockit_http_requests_total",
+            &labels("http", l, "status=\"304\"")
+        ),
+        0.0
+    );
     assert_eq!(
         s.get("sockit_connections_accepted_total", &labels("http", l, "")),
         3.0

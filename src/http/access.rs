@@ -79,7 +79,9 @@ impl AccessRecord {
 /// for a compressed or cut-short body is not a length known up front.
 pub struct LoggedBody {
     inner: Body,
-    record: Option<AccessRecord>,
+    /// Boxed: the body lives as long as its stream, and a request not
+    /// logged (`-q`) should not carry four empty strings.
+    record: Option<Box<AccessRecord>>,
     status: u16,
     sent: u64,
 }
@@ -87,7 +89,7 @@ pub struct LoggedBody {
 impl LoggedBody {
     /// `inner`, to be logged as `record` with `status` (`None`: not
     /// logged).
-    pub fn new(inner: Body, record: Option<AccessRecord>, status: u16) -> LoggedBody {
+    pub fn new(inner: Body, record: Option<Box<AccessRecord>>, status: u16) -> LoggedBody {
         LoggedBody {
             inner,
             record,

@@ -16,6 +16,10 @@
 //! follow a final symlink, and a file moved or linked out of the root is
 //! no longer at its canonical path. Bounded: files up to [`MAX_FILE`],
 //! [`MAX_BYTES`] in all, least recently used evicted first.
+//!
+//! Beside the bytes, an entry keeps the headers its answers take from the
+//! file ([`FileHeaders`]), made once when it is cached rather than for
+//! every answer: they depend only on what the stamp checks.
 
 use std::fs::Metadata;
 use std::num::NonZeroUsize;
@@ -24,6 +28,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use hyper::header::HeaderValue;
+
+use super::conditional::Validators;
 
 /// The largest file cached.
 pub const MAX_FILE: u64 = 128 * 1024;
@@ -56,11 +63,21 @@ impl Stamp {
     }
 }
 
+/// What a file's answers say of the file itself, as it is (no coding).
+#[derive(Debug, Clone)]
+pub struct FileHeaders {
+    /// Its `Content-Type`.
+    pub content_type: HeaderValue,
+    /// Its `ETag` and `Last-Modified`.
+    pub validators: Validators,
+}
+
 #[derive(Debug)]
 struct Entry {
     path: Arc<Path>,
     stamp: Stamp,
     bytes: Bytes,
+    headers: FileHeaders,
 }
 
 /// A cached file, checked just now to be current.
@@ -72,6 +89,8 @@ pub struct Hit {
     pub meta: Metadata,
     /// All of its bytes.
     pub bytes: Bytes,
+    /// Its headers, made when it was cached.
+    pub headers: FileHeaders,
 }
 
 /// The cache of one site, shared by its connections.
@@ -103,16 +122,25 @@ impl FileCache {
     /// The file that request path `raw` was answered with, if it is
     /// cached and still the same file, unchanged.
     pub fn get(&self, raw: &str) -> Option<Hit> {
-        let (path, stamp, bytes) = {
+        let (path, stamp, bytes, headers) = {
             let mut inner = self.inner.lock().ok()?;
             let entry = inner.entries.get(raw)?;
-            (entry.path.clone(), entry.stamp, entry.bytes.clone())
+            let headers = entry.headers.clone();
+            (
+                entry.path.clone(),
+                entry.stamp,
+                entry.bytes.clone(),
+                headers,
+            )
         };
         // Outside the lock: the one system call of a hit.
         match std::fs::symlink_metadata(&path) {
-            Ok(meta) if meta.is_file() && Stamp::of(&meta) == stamp => {
-                Some(Hit { path, meta, bytes })
-            }
+            Ok(meta) if meta.is_file() && Stamp::of(&meta) == stamp => Some(Hit {
+                path,
+                meta,
+                bytes,
+                headers,
+            }),
             _ => {
                 self.remove(raw);
                 None
@@ -121,8 +149,9 @@ impl FileCache {
     }
 
     /// Remembers that `raw` was answered with the file at `path`, whose
-    /// metadata (taken before `bytes` were read) is `meta`.
-    pub fn put(&self, raw: &str, path: &Path, meta: &Metadata, bytes: Bytes) {
+    /// metadata (taken before `bytes` were read) is `meta`, and whose
+    /// headers made from that metadata are `headers`.
+    pub fn put(&self, raw: &str, path: &Path, meta: &Metadata, bytes: Bytes, headers: FileHeaders) {
         if bytes.len() as u64 > MAX_FILE || bytes.len() as u64 != meta.len() {
             return;
         }
@@ -134,6 +163,7 @@ impl FileCache {
             path: path.into(),
             stamp: Stamp::of(meta),
             bytes,
+            headers,
         };
         if let Some((_, old)) = inner.entries.push(raw.to_owned(), entry) {
             inner.bytes -= old.bytes.len();
@@ -186,7 +216,11 @@ mod tests {
     fn cache_file(cache: &FileCache, raw: &str, path: &std::path::Path) {
         let meta = std::fs::metadata(path).unwrap();
         let bytes = std::fs::read(path).unwrap();
-        cache.put(raw, path, &meta, bytes.into());
+        let headers = FileHeaders {
+            content_type: HeaderValue::from_static("text/plain"),
+            validators: Validators::of(&meta, ""),
+        };
+        cache.put(raw, path, &meta, bytes.into(), headers);
     }
 
     #[test]

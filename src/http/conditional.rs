@@ -1,13 +1,67 @@
-//! Conditional requests (RFC 9110 13): what `If-Match`, `If-None-Match`,
-//! `If-Modified-Since` and `If-Unmodified-Since` make of a file's answer,
-//! with the values parsed by the `headers` crate.
+//! Conditional requests (RFC 9110 13): a file's validators, and what
+//! `If-Match`, `If-None-Match`, `If-Modified-Since` and
+//! `If-Unmodified-Since` make of its answer, with the values parsed by
+//! the `headers` crate.
 
+use std::fs::Metadata;
 use std::time::SystemTime;
 
 use headers::{
     ETag, Header, HeaderMapExt, IfMatch, IfModifiedSince, IfNoneMatch, IfUnmodifiedSince,
+    LastModified,
 };
+use hyper::header::{HeaderValue, LAST_MODIFIED};
 use hyper::{HeaderMap, StatusCode};
+
+/// One representation's validators (RFC 9110 8.8): compared with the
+/// preconditions and `If-Range`, and sent as `ETag` and `Last-Modified`.
+/// Worked out once per version of a cached file (formatting the tag and
+/// the date was a tenth of a small file's answer), per answer otherwise.
+#[derive(Debug, Clone)]
+pub struct Validators {
+    /// The strong entity tag.
+    pub etag: Option<ETag>,
+    /// The file's modification time.
+    pub modified: Option<SystemTime>,
+    /// The same as an HTTP date, ready to send.
+    last_modified: Option<HeaderValue>,
+}
+
+impl Validators {
+    /// A strong validator from the file's size and modification time (as
+    /// nginx makes its ETags): it changes whenever the content can have.
+    /// `suffix` tells the representations of one file apart (RFC 9110
+    /// 8.8.3: a gzip body is not byte-for-byte the file, so it needs its
+    /// own tag).
+    pub fn of(meta: &Metadata, suffix: &str) -> Validators {
+        let modified = meta.modified().ok();
+        let nanos = modified
+            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        Validators {
+            // Always a valid entity tag: hex digits and a dash in quotes.
+            etag: format!("\"{nanos:x}-{:x}{suffix}\"", meta.len())
+                .parse()
+                .ok(),
+            modified,
+            last_modified: modified.and_then(|m| {
+                let mut values = Vec::with_capacity(1);
+                LastModified::from(m).encode(&mut values);
+                values.pop()
+            }),
+        }
+    }
+
+    /// Adds `ETag` and `Last-Modified` to an answer's headers.
+    pub fn insert_into(&self, headers: &mut HeaderMap) {
+        if let Some(etag) = &self.etag {
+            headers.typed_insert(etag.clone());
+        }
+        if let Some(value) = &self.last_modified {
+            headers.insert(LAST_MODIFIED, value.clone());
+        }
+    }
+}
 
 /// The conditional headers in RFC 9110 13.2.2's order: a failed
 /// If-Match (or, without it, If-Unmodified-Since) is 412; a matching

@@ -6,7 +6,6 @@
 //! `If-Modified-Since`, `Accept`) are read with the `headers` crate; which
 //! file a path means is [`super::path`]'s decision alone.
 
-use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::fs::{File, Metadata};
 use std::io;
@@ -16,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use headers::{ContentLength, ContentType, ETag, HeaderMapExt, LastModified};
+use headers::{ContentLength, ContentType, HeaderMapExt};
 use http_body_util::BodyExt;
 use hyper::body::{Body as HttpBody, Incoming};
 use hyper::header::{self, HeaderValue};
@@ -24,8 +23,8 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use super::auth::BasicAuth;
 use super::body::{Body, FileBody, empty, full};
-use super::cache::{self, FileCache};
-use super::conditional;
+use super::cache::{self, FileCache, FileHeaders};
+use super::conditional::{self, Validators};
 use super::encoding::{self, Coding};
 use super::path::{self, PathPolicy, Refusal, Symlinks, Target};
 use super::range::{self, Selection};
@@ -169,7 +168,11 @@ impl Site {
     }
 
     /// Answers one request. Never fails: every problem is a status.
-    pub async fn respond(&self, req: Request<Incoming>) -> Response<Body> {
+    ///
+    /// The request is borrowed, not taken: hyper spawns the future of
+    /// every HTTP/2 request as a task, copying it, and a request moved
+    /// down through `async fn`s is held once in each of their futures.
+    pub async fn respond(&self, req: &Request<Incoming>) -> Response<Body> {
         let mut res = self.answer(req).await;
         let headers = res.headers_mut();
         if self.cors {
@@ -184,7 +187,7 @@ impl Site {
         res
     }
 
-    async fn answer(&self, req: Request<Incoming>) -> Response<Body> {
+    async fn answer(&self, req: &Request<Incoming>) -> Response<Body> {
         let head = req.method() == Method::HEAD;
         if self.cors && req.method() == Method::OPTIONS {
             // A CORS preflight: what may be asked, and for how long the
@@ -227,7 +230,13 @@ impl Site {
         }
         let res = match &self.root {
             None => self.hello(req.uri().path()),
-            Some(root) => self.static_file(root, &req).await,
+            Some(root) => match self.static_file(root, req) {
+                Found::Answer(res) => res,
+                // Boxed: the listing's state (a directory read on the
+                // blocking pool) would otherwise make every request's
+                // future as large as its own.
+                Found::Listing(dir) => Box::pin(self.listing(&dir, req.uri().path(), req)).await,
+            },
         };
         if head { without_body(res) } else { res }
     }
@@ -239,13 +248,16 @@ impl Site {
         html(StatusCode::OK, HELLO_PAGE.to_owned())
     }
 
-    async fn static_file(&self, root: &Path, req: &Request<Incoming>) -> Response<Body> {
+    /// A path's answer, or the directory to list: everything but the
+    /// listing is done without waiting, so no state of it is held in the
+    /// request's future.
+    fn static_file(&self, root: &Path, req: &Request<Incoming>) -> Found {
         let raw = req.uri().path();
         if let Some(hit) = self.cache.get(raw) {
             let source = Source::Read(hit.bytes);
-            return self.file(root, &hit.path, source, &hit.meta, req);
+            return Found::Answer(self.file(root, &hit.path, source, &hit.meta, hit.headers, req));
         }
-        match path::resolve(root, raw, &self.policy) {
+        let res = match path::resolve(root, raw, &self.policy) {
             Err(refusal) => refused(refusal),
             Ok(Target::Dir {
                 slash_redirect: true,
@@ -260,34 +272,36 @@ impl Site {
             }
             Ok(Target::Dir { path, .. }) => match path::index(root, &path, &self.policy) {
                 Some((index, file, meta)) => {
-                    self.file(root, &index, Source::Open(file), &meta, req)
+                    let headers = file_headers(&index, &meta);
+                    self.file(root, &index, Source::Open(file), &meta, headers, req)
                 }
-                // Boxed: the listing's state (a directory read on the
-                // blocking pool) would otherwise make every request's
-                // future as large as its own, copied at each spawn.
-                None => Box::pin(self.listing(&path, raw, req)).await,
+                None => return Found::Listing(path),
             },
             Ok(Target::File { path, meta, file }) => {
-                self.file(root, &path, Source::Open(file), &meta, req)
+                let headers = file_headers(&path, &meta);
+                self.file(root, &path, Source::Open(file), &meta, headers, req)
             }
-        }
+        };
+        Found::Answer(res)
     }
 
     /// A file's answer: the representation the client is best served
     /// with (the file, a precompressed sibling, or the file compressed on
-    /// the fly), with `--cache-control` on it.
+    /// the fly), with `--cache-control` on it. `headers` are the file's
+    /// own (see [`file_headers`]).
     fn file(
         &self,
         root: &Path,
         path: &Path,
         source: Source,
         meta: &Metadata,
+        headers: FileHeaders,
         req: &Request<Incoming>,
     ) -> Response<Body> {
-        let mime = content_type(path);
+        let content_type = &headers.content_type;
         // Range requests are answered from the file as it is, so that a
         // byte range means the same bytes whatever the client accepts.
-        let varies = encoding::worth_compressing(&mime);
+        let varies = encoding::worth_compressing(content_type.to_str().unwrap_or_default());
         let choice = if varies && !req.headers().contains_key(header::RANGE) {
             self.choose(root, path, meta, req.headers())
         } else {
@@ -295,25 +309,26 @@ impl Site {
         };
         let mut res = match choice {
             Choice::AsIs => {
-                let source = self.remember(req.uri().path(), path, source, meta);
-                serve_file(path, source, meta, strong_etag(meta, ""), &mime, req)
+                let source = self.remember(req.uri().path(), path, source, meta, &headers);
+                let validators = &headers.validators;
+                serve_file(path, source, meta, validators, content_type, req)
             }
             Choice::Precompressed(coding, found) => {
                 let (sibling, sibling_file, sibling_meta) = *found;
                 // The sibling's own validator, marked with its extension:
                 // it changes when the sibling does.
-                let etag = strong_etag(&sibling_meta, &format!(".{}", coding.extension()));
+                let tag = Validators::of(&sibling_meta, &format!(".{}", coding.extension()));
                 let source = Source::Open(sibling_file);
-                let mut res = serve_file(&sibling, source, &sibling_meta, etag, &mime, req);
+                let mut res = serve_file(&sibling, source, &sibling_meta, &tag, content_type, req);
                 if res.status() == StatusCode::OK {
                     set_coding(&mut res, coding);
                 }
                 res
             }
             Choice::OnTheFly(coding) => {
-                let etag = strong_etag(meta, &format!("-{}", coding.token()));
-                let source = self.remember(req.uri().path(), path, source, meta);
-                let res = serve_file(path, source, meta, etag, &mime, req);
+                let tag = Validators::of(meta, &format!("-{}", coding.token()));
+                let source = self.remember(req.uri().path(), path, source, meta, &headers);
+                let res = serve_file(path, source, meta, &tag, content_type, req);
                 compressed(res, coding)
             }
         };
@@ -327,15 +342,23 @@ impl Site {
         res
     }
 
-    /// A small file read whole and cached as the answer to `raw`; others
-    /// as they are.
-    fn remember(&self, raw: &str, path: &Path, source: Source, meta: &Metadata) -> Source {
+    /// A small file read whole and cached as the answer to `raw`, with
+    /// its headers; others as they are.
+    fn remember(
+        &self,
+        raw: &str,
+        path: &Path,
+        source: Source,
+        meta: &Metadata,
+        headers: &FileHeaders,
+    ) -> Source {
         match source {
             Source::Open(file) if meta.len() <= cache::MAX_FILE => {
                 match read_small(&file, 0, meta.len()) {
                     Ok(bytes) => {
                         let bytes = Bytes::from(bytes);
-                        self.cache.put(raw, path, meta, bytes.clone());
+                        self.cache
+                            .put(raw, path, meta, bytes.clone(), headers.clone());
                         Source::Read(bytes)
                     }
                     // Reported by serve_file, which reads again.
@@ -406,17 +429,35 @@ impl Site {
     }
 }
 
+/// The headers a file's answers take from the file itself: made here
+/// for every answer, and kept with a cached file's bytes.
+fn file_headers(path: &Path, meta: &Metadata) -> FileHeaders {
+    FileHeaders {
+        content_type: content_type(path),
+        validators: Validators::of(meta, ""),
+    }
+}
+
 /// A file's type by its extension; text is declared UTF-8, without which
 /// browsers read it as windows-1252 and show `café` as `cafÃ©`.
-fn content_type(path: &Path) -> Cow<'static, str> {
+fn content_type(path: &Path) -> HeaderValue {
     let mime = mime_guess::from_path(path)
         .first_raw()
         .unwrap_or("application/octet-stream");
     if mime.starts_with("text/") {
-        Cow::Owned(format!("{mime}; charset=utf-8"))
+        HeaderValue::from_str(&format!("{mime}; charset=utf-8"))
+            .unwrap_or_else(|_| HeaderValue::from_static("text/plain; charset=utf-8"))
     } else {
-        Cow::Borrowed(mime)
+        HeaderValue::from_static(mime)
     }
+}
+
+/// What [`Site::static_file`] came to.
+enum Found {
+    /// The answer, ready.
+    Answer(Response<Body>),
+    /// A directory without an index, to be listed.
+    Listing(PathBuf),
 }
 
 /// Where a file's bytes come from.
@@ -543,20 +584,20 @@ fn listing_html(raw: &str, entries: &[Entry]) -> String {
     out
 }
 
-/// Serves one open file (`path` names it in the debug log) as `mime`
-/// with `etag`: validators, conditional answers, and the body read from
-/// it.
+/// Serves one open file (`path` names it in the debug log) as
+/// `content_type` with `validators`: conditional answers, and the body
+/// read from it.
 fn serve_file(
     path: &Path,
     source: Source,
     meta: &Metadata,
-    etag: Option<ETag>,
-    mime: &str,
+    validators: &Validators,
+    content_type: &HeaderValue,
     req: &Request<Incoming>,
 ) -> Response<Body> {
-    let modified = meta.modified().ok();
+    let (etag, modified) = (validators.etag.as_ref(), validators.modified);
     let headers = req.headers();
-    let mut res = match conditional::preconditions(headers, etag.as_ref(), modified) {
+    let mut res = match conditional::preconditions(headers, etag, modified) {
         Some(status) => {
             let mut res = Response::new(empty());
             *res.status_mut() = status;
@@ -564,11 +605,11 @@ fn serve_file(
         }
         None => {
             let selection = if req.method() == Method::GET {
-                range::select(headers, meta.len(), etag.as_ref(), modified)
+                range::select(headers, meta.len(), etag, modified)
             } else {
                 Selection::Whole
             };
-            match file_response(source, meta.len(), selection, mime) {
+            match file_response(source, meta.len(), selection, content_type) {
                 Ok(res) => res,
                 Err(e) => {
                     tracing::debug!(path = %path.display(), error = %e, "cannot read");
@@ -577,12 +618,7 @@ fn serve_file(
             }
         }
     };
-    if let Some(etag) = etag {
-        res.headers_mut().typed_insert(etag);
-    }
-    if let Some(m) = modified {
-        res.headers_mut().typed_insert(LastModified::from(m));
-    }
+    validators.insert_into(res.headers_mut());
     res
 }
 
@@ -591,13 +627,13 @@ fn file_response(
     source: Source,
     len: u64,
     selection: Selection,
-    mime: &str,
+    content_type: &HeaderValue,
 ) -> io::Result<Response<Body>> {
     let (status, body, content_type) = match selection {
         Selection::Whole => (
             StatusCode::OK,
             file_body(source, 0, len)?,
-            Cow::Borrowed(mime),
+            content_type.clone(),
         ),
         Selection::One(range) => {
             let (start, end) = (*range.start(), *range.end());
@@ -607,7 +643,7 @@ fn file_response(
             if let Ok(cr) = headers::ContentRange::bytes(start..=end, len) {
                 res.headers_mut().typed_insert(cr);
             }
-            return Ok(finish(res, mime));
+            return Ok(finish(res, content_type.clone()));
         }
         Selection::Many(ranges) => {
             let total: u64 = ranges.iter().map(|r| r.end() - r.start() + 1).sum();
@@ -617,11 +653,14 @@ fn file_response(
                 (
                     StatusCode::OK,
                     file_body(source, 0, len)?,
-                    Cow::Borrowed(mime),
+                    content_type.clone(),
                 )
             } else {
+                let mime = content_type.to_str().unwrap_or("application/octet-stream");
                 let (body, boundary) = multipart(&source, len, &ranges, mime)?;
-                let content_type = Cow::Owned(format!("multipart/byteranges; boundary={boundary}"));
+                let content_type =
+                    HeaderValue::try_from(format!("multipart/byteranges; boundary={boundary}"))
+                        .map_err(io::Error::other)?;
                 (StatusCode::PARTIAL_CONTENT, full(body), content_type)
             }
         }
@@ -634,19 +673,17 @@ fn file_response(
     };
     let mut res = Response::new(body);
     *res.status_mut() = status;
-    Ok(finish(res, &content_type))
+    Ok(finish(res, content_type))
 }
 
 /// Adds what every file response has: its length, its type, and that
 /// ranges are welcome.
-fn finish(mut res: Response<Body>, content_type: &str) -> Response<Body> {
+fn finish(mut res: Response<Body>, content_type: HeaderValue) -> Response<Body> {
     let len = res.body().size_hint().exact().unwrap_or(0);
-    res.headers_mut().typed_insert(ContentLength(len));
-    if let Ok(value) = HeaderValue::from_str(content_type) {
-        res.headers_mut().insert(header::CONTENT_TYPE, value);
-    }
-    res.headers_mut()
-        .insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    let headers = res.headers_mut();
+    headers.typed_insert(ContentLength(len));
+    headers.insert(header::CONTENT_TYPE, content_type);
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     res
 }
 
@@ -720,22 +757,6 @@ fn read_small(file: &File, start: u64, len: u64) -> io::Result<Vec<u8>> {
     }
     bytes.truncate(got);
     Ok(bytes)
-}
-
-/// A strong validator from the file's size and modification time (as
-/// nginx makes its ETags): it changes whenever the content can have.
-/// `coding` tells the representations of one file apart (RFC 9110 8.8.3:
-/// a gzip body is not byte-for-byte the file, so it needs its own tag).
-fn strong_etag(meta: &Metadata, coding: &str) -> Option<ETag> {
-    let mtime = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos());
-    // Always a valid entity tag: hex digits and a dash in quotes.
-    format!("\"{mtime:x}-{:x}{coding}\"", meta.len())
-        .parse()
-        .ok()
 }
 
 fn refused(refusal: Refusal) -> Response<Body> {

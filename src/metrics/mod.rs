@@ -7,10 +7,10 @@
 //! Every handle is made once, when a listener is set up
 //! ([`Metrics::stream_listener`], [`Metrics::datagram_socket`]);
 //! counting is then an atomic add on a handle the counting code already
-//! holds, never a lookup. The one exception is HTTP
-//! status codes, which are not known in advance: a request looks its
-//! code's counter up in the family (a read lock and a hash), small next
-//! to what an HTTP request costs anyway. Chat's figures live in the hub
+//! holds, never a lookup. HTTP status codes are not all known in
+//! advance: the common ones ([`HTTP_STATUSES`]) get their counters at
+//! setup like the rest, and a rarer code looks its counter up in the
+//! family (a read lock and a hash). Chat's figures live in the hub
 //! and are read when someone asks ([`Metrics::refresh`]), so chat's own
 //! paths do not change. The meaning of every family is in
 //! docs/metrics.md; [`endpoint`] serves them over HTTP.
@@ -85,6 +85,11 @@ struct StatusLabels {
     listener: Arc<str>,
     status: u16,
 }
+
+/// The HTTP status codes whose counters every HTTP listener makes at
+/// setup (at zero until counted): what a static site answers most. Any
+/// other code gets its series with its first response.
+pub const HTTP_STATUSES: [u16; 6] = [200, 206, 301, 304, 403, 404];
 
 /// Every family, registered once in the process's registry.
 #[derive(Default)]
@@ -303,9 +308,15 @@ impl Metrics {
                 sent: f.bytes_sent.get_or_create_owned(&name),
             },
             messages: f.messages.get_or_create_owned(&name),
-            http: http.then(|| HttpMetrics {
-                family: f.http_requests.clone(),
-                name: name.clone(),
+            http: http.then(|| {
+                HttpMetrics(Arc::new(StatusCounters {
+                    common: HTTP_STATUSES.map(|status| {
+                        f.http_requests
+                            .get_or_create_owned(&name.with_status(status))
+                    }),
+                    family: f.http_requests.clone(),
+                    name: name.clone(),
+                }))
             }),
             name,
         }
@@ -522,23 +533,46 @@ pub struct ByteMeter {
     pub sent: Counter,
 }
 
-/// The HTTP status counters of one listener.
+/// The HTTP status counters of one listener; one `Arc` to clone (each
+/// request holds one while it is answered).
 #[derive(Clone, Debug)]
-pub struct HttpMetrics {
+pub struct HttpMetrics(Arc<StatusCounters>);
+
+#[derive(Debug)]
+struct StatusCounters {
+    /// The counters of [`HTTP_STATUSES`], in that order.
+    common: [Counter; HTTP_STATUSES.len()],
+    /// Where the other codes' counters are looked up.
     family: Family<StatusLabels, Counter>,
     name: ListenerLabels,
 }
 
 impl HttpMetrics {
-    /// Counts one response with `status`.
+    /// Counts one response with `status`: one atomic add for a common
+    /// code.
     pub fn count(&self, status: u16) {
-        self.family
-            .get_or_create(&StatusLabels {
-                service: self.name.service.clone(),
-                listener: self.name.listener.clone(),
-                status,
-            })
-            .inc();
+        let counters = &*self.0;
+        match HTTP_STATUSES.iter().position(|&s| s == status) {
+            Some(i) => {
+                counters.common[i].inc();
+            }
+            None => {
+                counters
+                    .family
+                    .get_or_create(&counters.name.with_status(status))
+                    .inc();
+            }
+        }
+    }
+}
+
+impl ListenerLabels {
+    fn with_status(&self, status: u16) -> StatusLabels {
+        StatusLabels {
+            service: self.service.clone(),
+            listener: self.listener.clone(),
+            status,
+        }
     }
 }
 

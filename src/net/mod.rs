@@ -4,6 +4,7 @@
 pub mod access;
 pub mod addr;
 pub mod connect;
+pub mod cork;
 pub mod frame;
 pub mod listener;
 pub mod ratelimit;

@@ -326,6 +326,54 @@ impl AsyncWrite for Stream {
 }
 
 impl Stream {
+    /// Writes as `poll_write_vectored` does, except over TLS: there the
+    /// bytes are sealed into records that stay in the session's buffer
+    /// until the next `poll_flush` (see [`super::cork`]), unless the
+    /// buffer is full (rustls' limit, 64 KiB), which is sent first. Plain
+    /// sockets write at once.
+    pub(crate) fn poll_write_held(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let Transport::Tls(tls) = &mut self.io else {
+            return Pin::new(self).poll_write_vectored(cx, bufs);
+        };
+        if bufs.iter().all(|b| b.is_empty()) {
+            return Poll::Ready(Ok(0));
+        }
+        use std::io::Write as _;
+        let mut flushed = false;
+        let polled = loop {
+            let written = match &mut **tls {
+                tokio_rustls::TlsStream::Server(s) => s.get_mut().1.writer().write_vectored(bufs),
+                tokio_rustls::TlsStream::Client(c) => c.get_mut().1.writer().write_vectored(bufs),
+            };
+            // Nothing taken: the buffer is full. Send it, then try once
+            // more; a session that takes nothing even then (closed for
+            // writing) gets its 0 back, which callers treat as an error.
+            match written {
+                Ok(0) if !flushed => {}
+                other => break Poll::Ready(other),
+            }
+            if let Err(e) = std::task::ready!(Pin::new(&mut **tls).poll_flush(cx)) {
+                break Poll::Ready(Err(e));
+            }
+            flushed = true;
+        };
+        self.count_sent(&polled);
+        polled
+    }
+
+    /// Whether a TLS session holds records not yet written to the socket.
+    #[cfg(test)]
+    pub(crate) fn tls_output_held(&self) -> bool {
+        match &self.io {
+            Transport::Tls(tls) => tls.get_ref().1.wants_write(),
+            Transport::Tcp(_) | Transport::Unix(_) => false,
+        }
+    }
+
     fn count_sent(&self, polled: &Poll<io::Result<usize>>) {
         if let (Some(meter), Poll::Ready(Ok(n))) = (&self.meter, polled) {
             meter.sent.inc_by(*n as u64);
