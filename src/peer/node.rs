@@ -46,6 +46,9 @@ const PROBE_PERIOD: Duration = Duration::from_secs(1);
 /// probe indirectly. Far above a LAN round trip; a node that is merely
 /// busy for this long gets indirect probes, not suspicion.
 const PROBE_RTT: Duration = Duration::from_millis(300);
+/// How many messages each membership update rides on (see
+/// `swim_config`).
+const MAX_TRANSMISSIONS: u8 = 16;
 /// How long a suspect member has to refute the suspicion.
 const SUSPECT_TO_DOWN: Duration = Duration::from_secs(3);
 /// How long foca remembers a down member (stopping a stale identity from
@@ -90,9 +93,18 @@ fn swim_config() -> foca::Config {
     c.probe_period = PROBE_PERIOD;
     c.probe_rtt = PROBE_RTT;
     c.num_indirect_probes = NonZeroUsize::new(3).expect("3");
-    // Each membership update rides on this many messages; log(n)-ish
-    // suffices, 8 covers meshes in the hundreds.
-    c.max_transmissions = NonZeroU8::new(8).expect("8");
+    // Each membership update rides on this many messages, each to a
+    // member picked at random, so a given member misses it with
+    // probability about e^-k, and after n members join at once about
+    // n² e^-k (member, update) pairs are missing. Nothing repairs those
+    // quickly: gossip stops once every update is spent, probes go round
+    // the members one a second, and the periodic announce's answer holds
+    // ~30 random members. With
+    // memberlist's 4·log10(n+1) (8 at 100 members), 100 nodes started
+    // together converged in 1 s save 1-5 pairs that took 15-30 s
+    // (benchmarks/mesh.py); 16 leaves ~0.001 pairs at 100 and ~0.1 at
+    // MAX_MEMBERS, for 16 copies of a ~40-byte update per change.
+    c.max_transmissions = NonZeroU8::new(MAX_TRANSMISSIONS).expect("nonzero");
     c.suspect_to_down_after = SUSPECT_TO_DOWN;
     c.remove_down_after = Some(FORGET_DOWN_AFTER);
     c.max_packet_size = NonZeroUsize::new(MAX_SWIM_PAYLOAD).expect("nonzero");

@@ -131,3 +131,57 @@ impl Transport {
         self.delayed.keys().next().map(|k| k.0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn transport(faults: Faults) -> (Transport, UdpSocket) {
+        let sink = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        // `try_send_to` fails until tokio has seen the socket writable
+        // (the node's loop has, by the time it sends).
+        socket.writable().await.unwrap();
+        (Transport::new(socket, faults), sink)
+    }
+
+    #[tokio::test]
+    async fn simulated_loss_drops_about_its_share_and_counts_it() {
+        let (mut t, sink) = transport(Faults {
+            loss: 0.05,
+            ..Faults::default()
+        })
+        .await;
+        let to = sink.local_addr().unwrap();
+        let now = Instant::now();
+        for _ in 0..4000 {
+            t.send(to, b"x", now);
+        }
+        let lost = t.stats.simulated_losses;
+        // 200 expected; the bounds are over 6 standard deviations away.
+        assert!((120..=280).contains(&lost), "{lost} of 4000 dropped");
+        assert_eq!(t.stats.datagrams_out + t.stats.send_errors + lost, 4000);
+    }
+
+    #[tokio::test]
+    async fn without_faults_every_datagram_goes_out_and_all_of_them_with_loss_one() {
+        let (mut t, sink) = transport(Faults::default()).await;
+        let to = sink.local_addr().unwrap();
+        t.send(to, b"hello", Instant::now());
+        let mut buf = [0u8; 16];
+        let (n, _) = tokio::time::timeout(Duration::from_secs(5), sink.recv_from(&mut buf))
+            .await
+            .expect("the datagram arrives")
+            .unwrap();
+        assert_eq!(&buf[..n], b"hello");
+        let (mut t, _sink) = transport(Faults {
+            loss: 1.0,
+            ..Faults::default()
+        })
+        .await;
+        for _ in 0..10 {
+            t.send(to, b"x", Instant::now());
+        }
+        assert_eq!((t.stats.simulated_losses, t.stats.datagrams_out), (10, 0));
+    }
+}
