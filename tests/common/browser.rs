@@ -30,6 +30,9 @@ use crate::common::TempDir;
 /// The longest one WebDriver command, page load or wait may take.
 pub const STEP: Duration = Duration::from_secs(20);
 
+/// How long Chromium may take to start and give a WebDriver session.
+const SESSION_START: Duration = Duration::from_secs(90);
+
 /// How long chromedriver may take to say which port it listens on.
 const DRIVER_STARTUP: Duration = Duration::from_secs(20);
 
@@ -205,13 +208,16 @@ impl Browser {
             unreachable!()
         };
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        let client = within(
-            "a WebDriver session",
-            ClientBuilder::new(connector)
-                .capabilities(caps)
-                .connect(&driver.url()),
-        )
-        .await;
+        // Chromium's cold start is the slowest step by far, and on a
+        // loaded 2-core machine it has taken over 20 s.
+        let mut builder = ClientBuilder::new(connector);
+        builder.capabilities(caps);
+        let url = driver.url();
+        let client = match tokio::time::timeout(SESSION_START, builder.connect(&url)).await {
+            Ok(Ok(client)) => client,
+            Ok(Err(e)) => panic!("a WebDriver session: {e:?}"),
+            Err(_) => panic!("a WebDriver session: no answer within {SESSION_START:?}"),
+        };
         Browser {
             client,
             driver,
