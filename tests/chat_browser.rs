@@ -8,6 +8,8 @@
 //! `DIR/chat-web.png` (docs/img/ holds the one the docs use).
 
 mod common;
+#[path = "common/tcp_member.rs"]
+mod tcp_member;
 // Not from common/mod.rs: only the browser tests compile the WebDriver glue.
 #[path = "common/browser.rs"]
 mod browser;
@@ -17,42 +19,7 @@ use std::time::{Duration, Instant};
 use browser::{Browser, STEP, within};
 use common::serve;
 use fantoccini::Locator;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-
-/// A TCP member, as nc: lines in, lines out.
-struct Tcp {
-    lines: tokio::io::Lines<BufReader<OwnedReadHalf>>,
-    out: OwnedWriteHalf,
-}
-
-impl Tcp {
-    async fn join(addr: &str) -> Tcp {
-        let (read, out) = TcpStream::connect(addr).await.unwrap().into_split();
-        let mut tcp = Tcp {
-            lines: BufReader::new(read).lines(),
-            out,
-        };
-        assert!(tcp.line().await.starts_with("* welcome, you are "));
-        tcp
-    }
-
-    async fn line(&mut self) -> String {
-        tokio::time::timeout(STEP, self.lines.next_line())
-            .await
-            .expect("a line in time")
-            .unwrap()
-            .expect("a line, not EOF")
-    }
-
-    async fn send(&mut self, line: &str) {
-        self.out
-            .write_all(format!("{line}\n").as_bytes())
-            .await
-            .unwrap();
-    }
-}
+use tcp_member::Tcp;
 
 /// Waits until the script `condition` returns true in the page.
 async fn wait_until(b: &Browser, condition: &str, what: &str) {
@@ -101,7 +68,7 @@ async fn a_browser_and_an_nc_member_chat_both_ways() {
     );
     let web = server.addrs[1].clone();
     assert!(web.starts_with("http://"), "{web}");
-    let mut nc = Tcp::join(server.host_port(0)).await;
+    let mut nc = Tcp::join(server.host_port(0), STEP).await;
     nc.send("/nick grace").await;
     assert_eq!(nc.line().await, "* you are now grace");
     nc.send("anyone here? the page should show this from history")

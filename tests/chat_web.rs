@@ -5,6 +5,8 @@
 //! TCP side reads raw lines, as nc would.
 
 mod common;
+#[path = "common/tcp_member.rs"]
+mod tcp_member;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,9 +14,9 @@ use std::time::Duration;
 use common::{Proc, serve};
 use futures_util::{SinkExt, StreamExt};
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tcp_member::Tcp;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::time::timeout;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -109,49 +111,12 @@ async fn ws_send(ws: &mut Ws, line: &str) {
         .unwrap();
 }
 
-/// A TCP member, as nc: lines in, lines out.
-struct Tcp {
-    lines: tokio::io::Lines<BufReader<OwnedReadHalf>>,
-    out: OwnedWriteHalf,
-    name: String,
-}
-
-impl Tcp {
-    async fn join(addr: &str) -> Tcp {
-        let (read, out) = TcpStream::connect(addr).await.unwrap().into_split();
-        let mut tcp = Tcp {
-            lines: BufReader::new(read).lines(),
-            out,
-            name: String::new(),
-        };
-        let welcome = tcp.line().await;
-        let rest = welcome.strip_prefix(WELCOME).unwrap();
-        tcp.name = rest.split_once(" in ").unwrap().0.to_owned();
-        tcp
-    }
-
-    async fn line(&mut self) -> String {
-        timeout(STEP, self.lines.next_line())
-            .await
-            .expect("a line in time")
-            .unwrap()
-            .expect("a line, not EOF")
-    }
-
-    async fn send(&mut self, line: &str) {
-        self.out
-            .write_all(format!("{line}\n").as_bytes())
-            .await
-            .unwrap();
-    }
-}
-
 #[tokio::test]
 async fn browser_and_telnet_members_share_rooms_nicks_and_history() {
     let (_server, tcp_addr, web) = chat(&[]);
     let (mut ws, ws_name) = ws_join(&web).await;
     assert!(ws_name.starts_with("127.0.0.1:"), "{ws_name}");
-    let mut tcp = Tcp::join(&tcp_addr).await;
+    let mut tcp = Tcp::join(&tcp_addr, STEP).await;
     assert_eq!(
         ws_line(&mut ws).await,
         format!("* {} joined lobby", tcp.name)
@@ -294,7 +259,7 @@ async fn the_page_is_at_the_root_and_nothing_else_is_served() {
 async fn bad_frames_get_notices_and_huge_ones_a_close() {
     // No history: the second member below would get the first one's lines.
     let (_server, tcp_addr, web) = chat(&["--max-line", "100", "--history", "0"]);
-    let mut tcp = Tcp::join(&tcp_addr).await;
+    let mut tcp = Tcp::join(&tcp_addr, STEP).await;
     let (mut ws, name) = ws_join(&web).await;
     assert_eq!(tcp.line().await, format!("* {name} joined lobby"));
 
@@ -353,7 +318,7 @@ async fn bad_frames_get_notices_and_huge_ones_a_close() {
 #[tokio::test]
 async fn web_members_count_against_max_conns() {
     let (_server, tcp_addr, web) = chat(&["--max-conns", "1"]);
-    let _tcp = Tcp::join(&tcp_addr).await;
+    let _tcp = Tcp::join(&tcp_addr, STEP).await;
     // The one slot is taken: the WebSocket never gets its upgrade.
     assert!(ws_connect(&web, None).await.is_err());
 }
