@@ -639,14 +639,11 @@ impl Membership {
                     state.tell(them, &private, &mut slow);
                 } else if let Some(them) = state.remote.get(&key) {
                     let private = line(format_args!("[{name} -> {}] {text}", them.name));
-                    state.publish(
-                        self.id,
-                        Event {
-                            line: Some(private),
-                            to: Some(key),
-                            ..Event::default()
-                        },
-                    );
+                    state.publish(self.id, || Event {
+                        line: Some(private),
+                        to: Some(key),
+                        ..Event::default()
+                    });
                 } else {
                     reply(&mut state, &Notice::NoSuchName { name: to }, &mut slow);
                 }
@@ -743,15 +740,12 @@ impl Membership {
                 room: &member.room,
             });
             state.broadcast(&member.room, &left, None, &mut slow);
-            state.publish(
-                self.id,
-                Event {
-                    room: Some(member.room.clone()),
-                    line: Some(left),
-                    gone: Some(member.name.clone()),
-                    ..Event::default()
-                },
-            );
+            state.publish(self.id, || Event {
+                room: Some(member.room.clone()),
+                line: Some(left),
+                gone: Some(member.name.clone()),
+                ..Event::default()
+            });
             state.drop_slow(slow);
         }
     }
@@ -849,10 +843,11 @@ impl State {
         Ok(())
     }
 
-    /// Hands an event to the other servers, with `--redis`.
-    fn publish(&self, id: MemberId, event: Event) {
+    /// Hands an event to the other servers, with `--redis`; made only
+    /// then, so a chat on its own pays nothing for it.
+    fn publish(&self, id: MemberId, event: impl FnOnce() -> Event) {
         if let Some(link) = &self.link {
-            link.publish(id, event);
+            link.publish(id, event());
         }
     }
 
@@ -934,15 +929,12 @@ impl State {
         slow: &mut Vec<MemberId>,
     ) {
         self.broadcast(room, &said, Some(from), slow);
-        self.publish(
-            from,
-            Event {
-                room: Some(room.clone()),
-                line: Some(said.clone()),
-                said: true,
-                ..Event::default()
-            },
-        );
+        self.publish(from, || Event {
+            room: Some(room.clone()),
+            line: Some(said.clone()),
+            said: true,
+            ..Event::default()
+        });
         self.remember(room, said, history);
     }
 
@@ -983,18 +975,15 @@ impl State {
             room: room_name,
         });
         self.broadcast(room_name, &joined, Some(id), slow);
-        self.publish(
-            id,
-            Event {
-                room: Some(room_name.clone()),
-                line: Some(joined),
-                here: Some(RemoteMember {
-                    name,
-                    room: room_name.clone(),
-                }),
-                ..Event::default()
-            },
-        );
+        self.publish(id, || Event {
+            room: Some(room_name.clone()),
+            line: Some(joined),
+            here: Some(RemoteMember {
+                name,
+                room: room_name.clone(),
+            }),
+            ..Event::default()
+        });
     }
 
     /// Moves member `id` to room `to` (checked): out of its room, told,
@@ -1029,14 +1018,11 @@ impl State {
             room: &room,
         });
         self.broadcast(&room, &left, None, slow);
-        self.publish(
-            id,
-            Event {
-                room: Some(room),
-                line: Some(left),
-                ..Event::default()
-            },
-        );
+        self.publish(id, || Event {
+            room: Some(room),
+            line: Some(left),
+            ..Event::default()
+        });
     }
 
     fn leave_room(&mut self, id: MemberId, room_name: &str) {
@@ -1060,19 +1046,16 @@ impl State {
         let renamed = line(Notice::Renamed { old: &old, new });
         self.broadcast(&room, &renamed, Some(id), slow);
         self.tell(id, &line(Notice::NameIs { name: new }), slow);
-        self.publish(
-            id,
-            Event {
-                room: Some(room.clone()),
-                line: Some(renamed),
-                gone: Some(old),
-                here: Some(RemoteMember {
-                    name: Arc::from(new),
-                    room,
-                }),
-                ..Event::default()
-            },
-        );
+        self.publish(id, || Event {
+            room: Some(room.clone()),
+            line: Some(renamed),
+            gone: Some(old),
+            here: Some(RemoteMember {
+                name: Arc::from(new),
+                room,
+            }),
+            ..Event::default()
+        });
     }
 
     /// Removes member `id` from every table; what was left of it.
@@ -1097,15 +1080,12 @@ impl State {
             tracing::info!(name = %member.name, "dropped: too slow");
             let dropped = line(Notice::Dropped { name: &member.name });
             self.broadcast(&member.room, &dropped, None, &mut slow);
-            self.publish(
-                id,
-                Event {
-                    room: Some(member.room.clone()),
-                    line: Some(dropped),
-                    gone: Some(member.name.clone()),
-                    ..Event::default()
-                },
-            );
+            self.publish(id, || Event {
+                room: Some(member.room.clone()),
+                line: Some(dropped),
+                gone: Some(member.name.clone()),
+                ..Event::default()
+            });
         }
     }
 }
