@@ -184,13 +184,20 @@ SCENARIOS = [
 ]
 
 
-def peers(tmp: Path) -> list[Server]:
+def sockit_server(name: str, binary: Path) -> Server:
+    return Server(name, [str(binary), "serve", "{mode}", "-q", "--max-conns", "20000",
+                         "-l", "tcp://127.0.0.1:0", "-l", "udp://127.0.0.1:0"],
+                  {"ping", "echo", "udp", "idle"}, reads_listening_line=2)
+
+
+def peers(tmp: Path, baseline: Path | None) -> list[Server]:
     epoll = tmp / "epoll_server"
     subprocess.run(["gcc", "-O2", "-o", str(epoll), str(PEERS / "epoll_server.c")], check=True)
-    servers = [
-        Server("sockit", [str(SOCKIT), "serve", "{mode}", "-q", "--max-conns", "20000",
-                          "-l", "tcp://127.0.0.1:0", "-l", "udp://127.0.0.1:0"],
-               {"ping", "echo", "udp", "idle"}, reads_listening_line=2),
+    servers = [sockit_server("sockit", SOCKIT)]
+    if baseline:
+        # An earlier build, to measure a change against in the same run.
+        servers.append(sockit_server("sockit baseline", baseline))
+    servers += [
         Server("C epoll", [str(epoll), "tcp", "{port}", "{mode}"], {"ping", "echo"}),
         Server("C epoll udp", [str(epoll), "udp", "0", "ping"], {"udp"},
                reads_listening_line=1),
@@ -337,6 +344,10 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="1 round of 1s")
     ap.add_argument("--only", action="append", help="scenario key(s) to run")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results.md"))
+    ap.add_argument("--baseline", type=Path,
+                    help="another sockit binary (an earlier build) to run as one more peer")
+    ap.add_argument("--peer", action="append",
+                    help="run only these servers (by name, e.g. 'C epoll udp'); sockit always runs")
     args = ap.parse_args()
     if args.quick:
         args.rounds, args.duration, args.warmup = 1, "1s", "1s"
@@ -344,7 +355,9 @@ def main() -> None:
         subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
     scenarios = [s for s in SCENARIOS if not args.only or s.key in args.only]
     with tempfile.TemporaryDirectory(prefix="sockit-bench-") as tmp:
-        servers = peers(Path(tmp))
+        servers = peers(Path(tmp), args.baseline)
+        if args.peer:
+            servers = [s for s in servers if s.name.startswith("sockit") or s.name in args.peer]
         results: dict = {}
         for rnd in range(args.rounds):
             for sc in scenarios:

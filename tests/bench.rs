@@ -108,6 +108,29 @@ fn closed_loop_against_the_services_on_every_transport() {
     }
 }
 
+/// 400 datagrams in flight on one socket, then on 16: the server's and
+/// the client's raised UDP buffers hold the burst, so nothing is lost
+/// (with the kernel's default receive buffer, a few hundred replies
+/// queued at once overflow it and time out).
+#[test]
+fn four_hundred_datagrams_in_flight_lose_none() {
+    let ping = common::serve(&["ping", "-q", "-l", "udp://127.0.0.1:0"], 1);
+    for (conns, depth) in [("1", "400"), ("16", "25")] {
+        let result = bench_json(&[
+            &ping.addrs[0],
+            "-c",
+            conns,
+            "--pipeline",
+            depth,
+            "-d",
+            "1s",
+            "--warmup",
+            "200ms",
+        ]);
+        assert_clean(&result);
+    }
+}
+
 #[test]
 fn open_loop_holds_the_rate() {
     let server = common::serve(&["ping", "-q", "-l", "tcp://127.0.0.1:0"], 1);

@@ -441,7 +441,17 @@ async fn connect_udp(target: SocketAddr) -> io::Result<UdpSocket> {
         SocketAddr::V4(_) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
         SocketAddr::V6(_) => SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)),
     };
-    let socket = UdpSocket::bind(local).await?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(local),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    // A pipelined `sockit bench` has hundreds of replies in
+    // flight: the default receive buffer would drop some of them.
+    super::listener::raise_udp_buffers(&socket);
+    socket.set_nonblocking(true)?;
+    socket.bind(&local.into())?;
+    let socket = UdpSocket::from_std(socket.into())?;
     socket.connect(target).await?;
     Ok(socket)
 }

@@ -238,11 +238,17 @@ fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
 
 fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     let socket = new_socket(addr, Type::DGRAM, Protocol::UDP)?;
-    // Best effort: a smaller buffer only means drops under bursts.
-    let _ = socket.set_recv_buffer_size(UDP_RECV_BUFFER);
-    let _ = socket.set_send_buffer_size(UDP_RECV_BUFFER);
+    raise_udp_buffers(&socket);
     socket.bind(&addr.into())?;
     UdpSocket::from_std(socket.into())
+}
+
+/// Asks for [`UDP_RECV_BUFFER`] both ways on a UDP socket, server's or
+/// client's: a burst of replies in flight must not overflow the default.
+/// Best effort: a smaller buffer only means drops under bursts.
+pub(crate) fn raise_udp_buffers(socket: &Socket) {
+    let _ = socket.set_recv_buffer_size(UDP_RECV_BUFFER);
+    let _ = socket.set_send_buffer_size(UDP_RECV_BUFFER);
 }
 
 /// Makes way for a Unix socket at `path`: removes a socket file nobody

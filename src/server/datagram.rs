@@ -63,10 +63,12 @@ impl DatagramServer {
         // UDP takes datagrams in batches where it can; unixgram, and UDP
         // where it cannot, one at a time into `buf`.
         let mut batch = match &socket {
-            DatagramSocket::Udp(s) => UdpBatch::new(s),
+            DatagramSocket::Udp(_) => Some(UdpBatch::new()),
             DatagramSocket::Unix { .. } => None,
         };
-        let mut buf = vec![0u8; if batch.is_some() { 0 } else { MAX_DATAGRAM }];
+        // Allocated when first needed: UDP only needs it if `recvmmsg`
+        // turns out to be missing.
+        let mut buf = Vec::new();
         let mut out = Vec::with_capacity(1024);
         let mut state = DatagramState::default();
         // Made once: a fresh `cancelled()` per datagram would join and
@@ -93,9 +95,10 @@ impl DatagramServer {
                 tracing::warn!(error = %e, "datagram socket failed");
                 return;
             }
-            if let (Some(batch), DatagramSocket::Udp(socket)) = (&mut batch, &socket) {
+            if let (Some(batching), DatagramSocket::Udp(socket)) = (&mut batch, &socket) {
+                let mut unsupported = false;
                 for _ in 0..DRAIN_BATCH / super::batch::BATCH {
-                    let received = batch.receive(socket, |data, from, replies| {
+                    let received = batching.receive(socket, |data, from, replies| {
                         counts.received(data.len());
                         if admit(from, &limits, &mut rate, counts.datagram)
                             && counts.served()
@@ -106,7 +109,7 @@ impl DatagramServer {
                     });
                     match received {
                         Ok(_) => {
-                            batch
+                            batching
                                 .send(socket, |sent, to| match sent {
                                     Ok(n) => counts.sent(n),
                                     Err(e) => {
@@ -116,6 +119,10 @@ impl DatagramServer {
                                 })
                                 .await;
                         }
+                        Err(e) if e.raw_os_error() == Some(libc_enosys()) => {
+                            unsupported = true;
+                            break;
+                        }
                         Err(e) => {
                             if !received_nothing(e) {
                                 break;
@@ -123,7 +130,14 @@ impl DatagramServer {
                         }
                     }
                 }
+                if unsupported {
+                    tracing::debug!("no recvmmsg here: one datagram at a time");
+                    batch = None;
+                }
                 continue;
+            }
+            if buf.is_empty() {
+                buf = vec![0u8; MAX_DATAGRAM];
             }
             for _ in 0..DRAIN_BATCH {
                 let more = match &socket {
@@ -185,6 +199,11 @@ impl DatagramServer {
             }
         }
     }
+}
+
+/// The errno of a system call the kernel does not have.
+fn libc_enosys() -> i32 {
+    nix::errno::Errno::ENOSYS as i32
 }
 
 /// Datagrams handled per wake-up before the loop yields to other tasks.
