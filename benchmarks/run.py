@@ -13,7 +13,7 @@ the server's CPU time per request is read from /proc (utime+stime of the
 server and all its descendants), since on two cores requests/s can be the
 client's limit. Idle-connection memory is RSS growth per connection.
 
-Writes benchmarks/results.md (a markdown table with ratios sockit/peer)
+Writes benchmarks/core-results.md (a markdown table with ratios sockit/peer)
 and prints it. Needs: a release build of sockit (built here if missing),
 gcc, python3; optional peers are skipped when not installed (redis-server,
 socat, ncat, nginx). Only loopback traffic; every load is bounded in time.
@@ -343,7 +343,7 @@ def main() -> None:
     ap.add_argument("--warmup", default="1s")
     ap.add_argument("--quick", action="store_true", help="1 round of 1s")
     ap.add_argument("--only", action="append", help="scenario key(s) to run")
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results.md"))
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "core-results.md"))
     ap.add_argument("--baseline", type=Path,
                     help="another sockit binary (an earlier build) to run as one more peer")
     ap.add_argument("--peer", action="append",
