@@ -427,3 +427,28 @@ fn ping_echo(addr: &str) {
     let mut s = connect(addr);
     roundtrip(&mut *s, b"hello\n", b"hello\n");
 }
+
+#[test]
+fn a_worker_that_keeps_dying_at_start_ends_the_server() {
+    let dir = TempDir::new("workers-config");
+    let file = dir.path("s.toml");
+    let echo = "[[service]]\nname = \"echo\"\nlisten = [\"tcp://127.0.0.1:0\"]\n";
+    std::fs::write(&file, echo).unwrap();
+    let mut server = Logged::start(&["--workers", "2", "--config", &file], 1);
+    let workers = wait_for_children(server.pid(), 2);
+    // A worker started again reads the file again: it sees another
+    // configuration, refuses to serve on the parent's sockets, and so
+    // does every retry.
+    std::fs::write(&file, format!("{echo}[[service]]\nname = \"ping\"\n")).unwrap();
+    signal(workers[0], "KILL");
+    server.wait_for_lines(&["the configuration changed since the server started"], 1);
+    assert_eq!(server.proc.wait_exit(LIMIT), Some(1));
+    let log = server.stderr.lock().unwrap().clone();
+    assert!(log.contains("5 times in a row; giving up"), "{log}");
+    assert_eq!(
+        log.matches("before it served; restarting").count(),
+        4,
+        "{log}"
+    );
+    assert!(!alive(workers[1]), "the other worker is stopped too");
+}

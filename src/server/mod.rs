@@ -46,6 +46,8 @@ pub struct Server {
     /// The `--metrics` endpoint's socket and its announced name
     /// (`http://127.0.0.1:9100`).
     metrics_endpoint: Option<(StreamListener, String)>,
+    /// A worker of `--workers N` (it logs less).
+    worker: bool,
 }
 
 impl std::fmt::Debug for Server {
@@ -305,6 +307,7 @@ impl Server {
             grace: config.grace,
             metrics,
             metrics_endpoint,
+            worker: false,
         })
     }
 
@@ -359,7 +362,12 @@ impl Server {
             ));
         }
         for bound in self.sockets {
-            tracing::info!(service = bound.kind.name(), addr = %bound.name, "listening");
+            if self.worker {
+                // The parent announced it; N copies of the line say nothing more.
+                tracing::debug!(service = bound.kind.name(), addr = %bound.name, "listening");
+            } else {
+                tracing::info!(service = bound.kind.name(), addr = %bound.name, "listening");
+            }
             match bound.socket {
                 BoundSocket::Stream {
                     listener,

@@ -78,7 +78,8 @@ pub fn run(config: ServerConfig, index: usize) -> anyhow::Result<()> {
             });
         }
         let tls = TlsMaterial::inherited(development, tickets);
-        let server = Server::build(&config, bound, tls, None).await?;
+        let mut server = Server::build(&config, bound, tls, None).await?;
+        server.worker = true;
         let (first, second) = shutdown_on_signals(server.metrics())?;
         channel.send(READY).context("tell the parent")?;
         answer_parent(channel, server.metrics(), first.clone());

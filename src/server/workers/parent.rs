@@ -224,12 +224,15 @@ async fn supervise(config: ServerConfig) -> anyhow::Result<()> {
     for rx in started {
         let outcome = tokio::select! {
             outcome = rx => outcome.unwrap_or_else(|_| Err(anyhow::anyhow!("a worker did not start"))),
-            name = signals.next() => Err(anyhow::anyhow!("{name} while the workers started")),
+            name = signals.next() => {
+                tracing::info!("{name}: stopping the workers before they all serve");
+                Ok(false)
+            }
         };
-        if let Err(e) = outcome {
+        if !matches!(outcome, Ok(true)) {
             stop.cancel();
             while tasks.join_next().await.is_some() {}
-            return Err(e);
+            return outcome.map(|_| ());
         }
     }
 
@@ -314,7 +317,7 @@ async fn keep_running(
     spawner: Arc<Spawner>,
     stop: CancellationToken,
     grace: Duration,
-    started: tokio::sync::oneshot::Sender<anyhow::Result<()>>,
+    started: tokio::sync::oneshot::Sender<anyhow::Result<bool>>,
 ) -> anyhow::Result<()> {
     let slot = &slots[index];
     let mut started = Some(started);
@@ -323,6 +326,7 @@ async fn keep_running(
         let began = Instant::now();
         let (mut child, channel) = match spawner.spawn(index) {
             Ok(spawned) => spawned,
+            Err(_) if stop.is_cancelled() => return Ok(()),
             Err(e) => {
                 let e = e.context(format!("worker {index}"));
                 if let Some(tx) = started.take() {
@@ -353,7 +357,7 @@ async fn keep_running(
             *slot.channel.lock().unwrap_or_else(|e| e.into_inner()) = Some(channel);
             tracing::debug!(worker = index, pid, "worker serving");
             if let Some(tx) = started.take() {
-                let _ = tx.send(Ok(()));
+                let _ = tx.send(Ok(true));
             }
         } else if !stop.is_cancelled() {
             failed_starts += 1;
