@@ -113,6 +113,11 @@ pub struct ServeArgs {
     /// After SIGINT/SIGTERM, how long open connections may go on.
     #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "10s")]
     pub grace: Duration,
+    /// Worker processes sharing every listener (SO_REUSEPORT), each with
+    /// its own descriptors; the parent restarts any that dies. Default 1:
+    /// one process. With --config, overrides the file's `workers`.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub workers: Option<u32>,
     /// The certificate for tls:// listeners.
     #[command(flatten)]
     pub tls: TlsServerArgs,

@@ -9,6 +9,7 @@
 //! ```toml
 //! grace = "10s"              # shutdown grace period; a bare number is seconds
 //! metrics = "127.0.0.1:9100" # Prometheus endpoint (tcp:// or unix://), as --metrics
+//! workers = 2                # worker processes sharing every listener, as --workers
 //!
 //! [[service]]
 //! name = "ping"
@@ -88,6 +89,8 @@ pub const MAX_CHAT_HISTORY: usize = 10_000;
 pub const MAX_CHAT_QUEUE: usize = 1_000_000;
 /// The most `--flood-rate` and `--flood-burst` take.
 pub const MAX_FLOOD: u32 = 1_000_000;
+/// The most `--workers` takes.
+pub const MAX_WORKERS: usize = 256;
 /// Config files larger than this are refused rather than read.
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
@@ -100,6 +103,9 @@ pub struct ServerConfig {
     pub grace: Duration,
     /// Where `/metrics` is served (`--metrics`); `None`: nowhere.
     pub metrics: Option<Endpoint>,
+    /// Worker processes sharing every listener (`--workers`); 1: the
+    /// server is this one process.
+    pub workers: usize,
 }
 
 /// One service and where it listens.
@@ -168,6 +174,10 @@ impl ServerConfig {
             if metrics.is_some() {
                 config.metrics = metrics;
             }
+            if let Some(n) = args.workers {
+                config.workers = n as usize;
+            }
+            config.check_workers()?;
             return Ok(config);
         }
         let service = args
@@ -180,7 +190,7 @@ impl ServerConfig {
         if let Some(timeout) = args.tls.handshake_timeout {
             limits.handshake_timeout = check_handshake_timeout(timeout).map_err(UsageError)?;
         }
-        Ok(ServerConfig {
+        let config = ServerConfig {
             services: vec![ServiceConfig {
                 service,
                 listen: if listen.is_empty() && !systemd {
@@ -198,7 +208,28 @@ impl ServerConfig {
             }],
             grace: args.grace,
             metrics,
-        })
+            workers: args.workers.map_or(1, |n| n as usize),
+        };
+        config.check_workers()?;
+        Ok(config)
+    }
+
+    /// Refuses what cannot be spread over worker processes: a chat
+    /// without Redis (each worker would hold a room of its own).
+    fn check_workers(&self) -> Result<(), UsageError> {
+        if self.workers < 2 {
+            return Ok(());
+        }
+        for svc in &self.services {
+            if svc.service == ServiceKind::Chat && svc.chat.redis.is_none() {
+                return Err(UsageError(format!(
+                    "--workers {} needs --redis for chat: the workers share one room \
+                     only through Redis",
+                    self.workers
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Reads an inetd-style TOML file; `cli` limits are the defaults for
@@ -279,6 +310,12 @@ impl ServerConfig {
             .map(parse_metrics)
             .transpose()
             .map_err(|e| format!("metrics: {e}"))?;
+        let workers = file.workers.unwrap_or(1);
+        if !(1..=MAX_WORKERS).contains(&workers) {
+            return Err(format!(
+                "workers {workers}: must be between 1 and {MAX_WORKERS}"
+            ));
+        }
         let mut services = Vec::new();
         for (i, entry) in file.service.iter().enumerate() {
             let ctx = |e: String| format!("service #{} ({}): {e}", i + 1, entry.name.name());
@@ -315,6 +352,7 @@ impl ServerConfig {
             services,
             grace,
             metrics,
+            workers,
         })
     }
 }
@@ -503,6 +541,7 @@ fn parse_listeners(list: &[String]) -> Result<Vec<Endpoint>, UsageError> {
 struct ConfigFile {
     grace: Option<DurationValue>,
     metrics: Option<String>,
+    workers: Option<usize>,
     #[serde(default)]
     service: Vec<ServiceEntry>,
 }
@@ -987,6 +1026,34 @@ mod tests {
             let err = parse(text).unwrap_err();
             assert!(err.contains(want), "{text:?}: {err}");
         }
+    }
+
+    #[test]
+    fn workers_come_from_the_file_and_chat_needs_redis_for_them() {
+        assert_eq!(parse("[[service]]\nname = \"echo\"").unwrap().workers, 1);
+        let cfg = parse("workers = 4\n[[service]]\nname = \"echo\"").unwrap();
+        assert_eq!(cfg.workers, 4);
+        for (text, want) in [
+            (
+                "workers = 0\n[[service]]\nname = \"echo\"",
+                "workers 0: must be between 1 and 256",
+            ),
+            ("workers = 257\n[[service]]\nname = \"echo\"", "workers 257"),
+            (
+                "workers = -1\n[[service]]\nname = \"echo\"",
+                "expected usize",
+            ),
+        ] {
+            let err = parse(text).unwrap_err();
+            assert!(err.contains(want), "{text:?}: {err}");
+        }
+        let chat = parse("workers = 2\n[[service]]\nname = \"chat\"").unwrap();
+        let err = chat.check_workers().unwrap_err().0;
+        assert!(err.contains("--workers 2 needs --redis for chat"), "{err}");
+        let linked =
+            parse("workers = 2\n[[service]]\nname = \"chat\"\nredis = \"redis://127.0.0.1:6379\"")
+                .unwrap();
+        assert!(linked.check_workers().is_ok());
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! - [`net`]: addresses, binding and accepting ([`net::listener`]), bounded
 //!   line framing ([`net::frame`]), access lists and UDP rate limits.
 //! - [`server`]: runs services on listeners, with connection limits, idle
-//!   timeouts and graceful shutdown ([`shutdown`]).
+//!   timeouts and graceful shutdown ([`shutdown`]); with `--workers N`,
+//!   in N processes ([`server::workers`]).
 //! - [`service`]: one module per service (hello, echo, ping, ...).
 //! - [`client`]: `connect` (netcat), `send` (one-shot client), `ping`,
 //!   `chat` (a terminal UI for the chat).

@@ -388,3 +388,49 @@ fn a_bad_redis_url_is_a_usage_error() {
     );
     assert!(out.failure(2).contains("are for the chat"));
 }
+
+#[test]
+#[ignore = "needs redis-server"]
+fn the_workers_of_one_server_are_one_chat() {
+    let redis = Redis::start();
+    let server = serve(
+        &[
+            "chat",
+            "--workers",
+            "2",
+            "-l",
+            "tcp://127.0.0.1:0",
+            "--redis",
+            &redis.url(),
+            "--metrics",
+            "127.0.0.1:0",
+        ],
+        2,
+    );
+    // Eight members: the kernel spreads them over both workers.
+    let names: Vec<String> = (0..8).map(|i| format!("m{i}")).collect();
+    let mut members: Vec<Member> = names.iter().map(|n| named(&server, n)).collect();
+    let everyone = format!("* in lobby: {}", names.join(", "));
+    until_who(&mut members[7], &everyone);
+    members[0].send("hello, workers");
+    for member in &mut members[1..] {
+        wait_for(member, "[m0] hello, workers", WAIT);
+    }
+
+    // The merged metrics: every member once, nobody elsewhere.
+    let addr = server.addrs[1].strip_prefix("http://").unwrap();
+    let labels = format!("{{service=\"chat\",listener=\"{}\"}}", server.addrs[0]);
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    for want in [
+        format!("sockit_chat_members{labels} 8\n"),
+        format!("sockit_chat_remote_members{labels} 0\n"),
+        format!("sockit_chat_redis_up{labels} 1\n"),
+    ] {
+        assert!(text.contains(&want), "{want} in {text}");
+    }
+}

@@ -16,6 +16,7 @@
 //! docs/metrics.md; [`endpoint`] serves them over HTTP.
 
 pub mod endpoint;
+pub mod merge;
 
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};

@@ -228,17 +228,31 @@ fn new_socket(addr: SocketAddr, ty: Type, protocol: Protocol) -> io::Result<Sock
 }
 
 fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
+    bind_tcp_with(addr, false)
+}
+
+fn bind_tcp_with(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
     let socket = new_socket(addr, Type::STREAM, Protocol::TCP)?;
     // Lets a restarted server bind while old connections sit in TIME_WAIT.
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
     TcpListener::from_std(socket.into())
 }
 
 fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    bind_udp_with(addr, false)
+}
+
+fn bind_udp_with(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
     let socket = new_socket(addr, Type::DGRAM, Protocol::UDP)?;
     raise_udp_buffers(&socket);
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     socket.bind(&addr.into())?;
     UdpSocket::from_std(socket.into())
 }
@@ -249,6 +263,123 @@ fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
 pub(crate) fn raise_udp_buffers(socket: &Socket) {
     let _ = socket.set_recv_buffer_size(UDP_RECV_BUFFER);
     let _ = socket.set_send_buffer_size(UDP_RECV_BUFFER);
+}
+
+/// Binds `endpoint` for `copies` worker processes: TCP and UDP as that
+/// many sockets on one port with SO_REUSEPORT (the kernel spreads
+/// connections and datagrams over them; the first resolves port 0, the
+/// others bind the port it got), a Unix socket once, to be shared.
+///
+/// # Errors
+/// As [`bind`].
+pub async fn bind_shared(endpoint: &Endpoint, copies: usize) -> io::Result<Vec<Bound>> {
+    let named =
+        |e: io::Error| io::Error::new(e.kind(), format!("cannot listen on {endpoint}: {e}"));
+    let (hp, tcp) = match endpoint {
+        Endpoint::Tcp(hp) | Endpoint::Tls(hp) => (hp, true),
+        Endpoint::Udp(hp) => (hp, false),
+        Endpoint::Unix(_) | Endpoint::UnixGram(_) => return Ok(vec![bind(endpoint).await?]),
+    };
+    let tls = matches!(endpoint, Endpoint::Tls(_));
+    let mut addr = first_addr(hp).await.map_err(named)?;
+    let mut bound = Vec::with_capacity(copies);
+    for _ in 0..copies {
+        let socket = if tcp {
+            let listener = bind_tcp_with(addr, true).map_err(named)?;
+            addr = listener.local_addr()?;
+            Bound::Stream(StreamListener::Tcp { listener, tls })
+        } else {
+            let socket = bind_udp_with(addr, true).map_err(named)?;
+            addr = socket.local_addr()?;
+            Bound::Datagram(DatagramSocket::Udp(socket))
+        };
+        bound.push(socket);
+    }
+    Ok(bound)
+}
+
+/// What a bound socket is, as a worker process is told with its
+/// descriptor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum SocketKind {
+    /// A TCP listener.
+    Tcp,
+    /// A TCP listener whose connections are TLS.
+    Tls,
+    /// A UDP socket.
+    Udp,
+    /// A Unix stream listener.
+    Unix,
+    /// A Unix datagram socket.
+    UnixGram,
+}
+
+impl Bound {
+    /// Which kind of socket this is.
+    pub fn kind(&self) -> SocketKind {
+        match self {
+            Bound::Stream(StreamListener::Tcp { tls: false, .. }) => SocketKind::Tcp,
+            Bound::Stream(StreamListener::Tcp { tls: true, .. }) => SocketKind::Tls,
+            Bound::Stream(StreamListener::Unix { .. }) => SocketKind::Unix,
+            Bound::Datagram(DatagramSocket::Udp(_)) => SocketKind::Udp,
+            Bound::Datagram(DatagramSocket::Unix { .. }) => SocketKind::UnixGram,
+        }
+    }
+
+    /// Its descriptor, to be handed to a worker process.
+    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        match self {
+            Bound::Stream(StreamListener::Tcp { listener, .. }) => listener.as_fd(),
+            Bound::Stream(StreamListener::Unix { listener, .. }) => listener.as_fd(),
+            Bound::Datagram(DatagramSocket::Udp(socket)) => socket.as_fd(),
+            Bound::Datagram(DatagramSocket::Unix { socket, .. }) => socket.as_fd(),
+        }
+    }
+
+    /// Takes on a socket bound by another process (a worker's parent):
+    /// `kind` says what it is, `path` is a Unix socket's file, which the
+    /// other process owns and removes.
+    ///
+    /// # Errors
+    /// When tokio cannot register the socket.
+    pub fn adopt(kind: SocketKind, path: &Path, fd: std::os::fd::OwnedFd) -> io::Result<Bound> {
+        let file = || SocketFile {
+            path: path.to_path_buf(),
+            inode: None,
+        };
+        Ok(match kind {
+            SocketKind::Tcp | SocketKind::Tls => {
+                let listener = std::net::TcpListener::from(fd);
+                listener.set_nonblocking(true)?;
+                Bound::Stream(StreamListener::Tcp {
+                    listener: TcpListener::from_std(listener)?,
+                    tls: kind == SocketKind::Tls,
+                })
+            }
+            SocketKind::Udp => {
+                let socket = std::net::UdpSocket::from(fd);
+                socket.set_nonblocking(true)?;
+                Bound::Datagram(DatagramSocket::Udp(UdpSocket::from_std(socket)?))
+            }
+            SocketKind::Unix => {
+                let listener = std::os::unix::net::UnixListener::from(fd);
+                listener.set_nonblocking(true)?;
+                Bound::Stream(StreamListener::Unix {
+                    listener: UnixListener::from_std(listener)?,
+                    file: file(),
+                })
+            }
+            SocketKind::UnixGram => {
+                let socket = std::os::unix::net::UnixDatagram::from(fd);
+                socket.set_nonblocking(true)?;
+                Bound::Datagram(DatagramSocket::Unix {
+                    socket: UnixDatagram::from_std(socket)?,
+                    file: file(),
+                })
+            }
+        })
+    }
 }
 
 /// Makes way for a Unix socket at `path`: removes a socket file nobody
@@ -424,6 +555,23 @@ mod tests {
         assert!(!name.ends_with(":0"));
         let bound = bind(&ep("udp://[::1]:0")).await.unwrap();
         assert!(bound.local_endpoint().unwrap().starts_with("udp://[::1]:"));
+    }
+
+    #[tokio::test]
+    async fn shared_copies_bind_one_port() {
+        for text in ["tcp://127.0.0.1:0", "udp://127.0.0.1:0", "tls://[::1]:0"] {
+            let copies = bind_shared(&ep(text), 3).await.unwrap();
+            assert_eq!(copies.len(), 3);
+            let names: Vec<String> = copies.iter().map(|b| b.local_endpoint().unwrap()).collect();
+            assert!(!names[0].ends_with(":0"), "{names:?}");
+            assert!(names.iter().all(|n| n == &names[0]), "{names:?}");
+        }
+        let path = std::env::temp_dir().join(format!("sockit-shared-{}.sock", std::process::id()));
+        let one = bind_shared(&Endpoint::Unix(path.clone()), 3).await.unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].kind(), SocketKind::Unix);
+        drop(one);
+        assert!(!path.exists());
     }
 
     #[tokio::test]

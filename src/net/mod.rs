@@ -9,4 +9,5 @@ pub mod frame;
 pub mod listener;
 pub mod ratelimit;
 pub mod stream;
+pub mod tickets;
 pub mod tls;

@@ -103,6 +103,18 @@ impl ServerIdentity {
     /// # Errors
     /// A host that cannot be a certificate name.
     pub fn development(hosts: &[String]) -> Result<ServerIdentity, String> {
+        Self::development_with_key(hosts).map(|(identity, _)| identity)
+    }
+
+    /// [`development`](Self::development), with the certificate and key
+    /// as DER, for worker processes to take on
+    /// ([`from_development`](Self::from_development)).
+    ///
+    /// # Errors
+    /// As [`development`](Self::development).
+    pub fn development_with_key(
+        hosts: &[String],
+    ) -> Result<(ServerIdentity, DevelopmentKey), String> {
         let mut names = vec!["localhost".to_owned(), "127.0.0.1".into(), "::1".into()];
         for host in hosts {
             if !names.contains(host) {
@@ -111,8 +123,20 @@ impl ServerIdentity {
         }
         let made = rcgen::generate_simple_self_signed(names)
             .map_err(|e| format!("development certificate: {e}"))?;
-        let key = PrivateKeyDer::Pkcs8(made.signing_key.serialize_der().into());
-        Self::from_der(vec![made.cert.der().clone()], key)
+        let der = DevelopmentKey {
+            cert: made.cert.der().to_vec(),
+            key: made.signing_key.serialize_der(),
+        };
+        Ok((Self::from_development(&der)?, der))
+    }
+
+    /// The development certificate another process made.
+    ///
+    /// # Errors
+    /// DER that is no certificate and key of each other.
+    pub fn from_development(der: &DevelopmentKey) -> Result<ServerIdentity, String> {
+        let key = PrivateKeyDer::Pkcs8(der.key.clone().into());
+        Self::from_der(vec![CertificateDer::from(der.cert.clone())], key)
             .map_err(|e| format!("development certificate: {e}"))
     }
 
@@ -126,6 +150,23 @@ impl ServerIdentity {
             key: Arc::new(key),
             fingerprint,
         })
+    }
+}
+
+/// The development certificate and its PKCS#8 key, as DER: what the
+/// parent of `--workers N` hands each worker (over its private channel).
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+pub struct DevelopmentKey {
+    /// The certificate.
+    pub cert: Vec<u8>,
+    /// Its private key.
+    pub key: Vec<u8>,
+}
+
+impl std::fmt::Debug for DevelopmentKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print key material.
+        f.debug_struct("DevelopmentKey").finish_non_exhaustive()
     }
 }
 

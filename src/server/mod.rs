@@ -13,6 +13,7 @@ mod parking;
 mod permit;
 mod stream;
 mod systemd;
+pub mod workers;
 
 use std::future::Future;
 use std::io::Write;
@@ -45,6 +46,8 @@ pub struct Server {
     /// The `--metrics` endpoint's socket and its announced name
     /// (`http://127.0.0.1:9100`).
     metrics_endpoint: Option<(StreamListener, String)>,
+    /// A worker of `--workers N` (it logs less).
+    worker: bool,
 }
 
 impl std::fmt::Debug for Server {
@@ -87,6 +90,97 @@ enum BoundSocket {
     },
 }
 
+/// A socket bound for a service, before anything is built on it: what
+/// the single process serves, or what the parent of `--workers N` hands
+/// out (one copy per worker for TCP and UDP, one shared otherwise).
+pub(crate) struct BoundSocketSet {
+    /// The index of its service in the configuration.
+    pub service: usize,
+    /// A chat `--web` listener rather than a `-l` one.
+    pub web: bool,
+    /// How it is announced: its endpoint, or the web URL.
+    pub name: String,
+    /// The sockets: one, or one per worker.
+    pub copies: Vec<Bound>,
+}
+
+impl BoundSocketSet {
+    /// The copy worker `index` serves (the only one, when shared).
+    pub fn copy(&self, index: usize) -> &Bound {
+        &self.copies[index.min(self.copies.len() - 1)]
+    }
+}
+
+/// Binds every listener of the configuration in order (systemd's, then
+/// each `-l`, service by service; then the `--web` ones), `copies`
+/// sockets each where the kernel can spread the load over them
+/// ([`listener::bind_shared`]). The result is in announcement order.
+///
+/// # Errors
+/// The first listener that cannot be bound, named; a datagram socket
+/// for a service without a datagram side.
+pub(crate) async fn bind_sockets(
+    config: &ServerConfig,
+    copies: usize,
+) -> anyhow::Result<Vec<BoundSocketSet>> {
+    let mut sockets = Vec::new();
+    let mut web_sockets = Vec::new();
+    for (index, svc) in config.services.iter().enumerate() {
+        let mut bound = Vec::new();
+        if svc.systemd {
+            for socket in listener::from_systemd().context("systemd socket activation")? {
+                bound.push(vec![socket]);
+            }
+        }
+        for endpoint in &svc.listen {
+            bound.push(listener::bind_shared(endpoint, copies).await?);
+        }
+        for set in bound {
+            let name = set[0].local_endpoint()?;
+            if matches!(set[0], Bound::Datagram(_)) && !svc.service.transports().datagram {
+                anyhow::bail!("{name}: {} does not serve datagrams", svc.service.name());
+            }
+            sockets.push(BoundSocketSet {
+                service: index,
+                web: false,
+                name,
+                copies: set,
+            });
+        }
+        for endpoint in &svc.web {
+            let set = listener::bind_shared(endpoint, copies).await?;
+            if !matches!(set[0], Bound::Stream(_)) {
+                anyhow::bail!("{endpoint}: --web takes stream addresses");
+            }
+            web_sockets.push(BoundSocketSet {
+                service: index,
+                web: true,
+                name: web_url(&set[0].local_endpoint()?),
+                copies: set,
+            });
+        }
+    }
+    sockets.extend(web_sockets);
+    Ok(sockets)
+}
+
+/// Binds the `--metrics` endpoint, if any: its listener and the name it
+/// is announced by (`http://127.0.0.1:9100`, or its `unix://` address).
+pub(crate) async fn bind_metrics(
+    config: &ServerConfig,
+) -> anyhow::Result<Option<(StreamListener, String)>> {
+    let Some(endpoint) = &config.metrics else {
+        return Ok(None);
+    };
+    let bound = listener::bind(endpoint).await?;
+    // A TCP endpoint is announced as the URL a scraper is given.
+    let name = bound.local_endpoint()?.replacen("tcp://", "http://", 1);
+    let Bound::Stream(listener) = bound else {
+        anyhow::bail!("--metrics {endpoint}: must be a tcp:// or unix:// address");
+    };
+    Ok(Some((listener, name)))
+}
+
 impl Server {
     /// Binds every listener of every service, in order. Services without
     /// a certificate of their own share one self-signed development
@@ -97,27 +191,43 @@ impl Server {
     /// The first listener that cannot be bound, named; nothing is served
     /// then (the sockets bound so far are closed).
     pub async fn bind(config: &ServerConfig) -> anyhow::Result<Server> {
-        let mut tls = TlsMaterial::for_config(config);
+        let sockets = bind_sockets(config, 1).await?;
+        let metrics_endpoint = bind_metrics(config).await?;
+        Self::build(
+            config,
+            sockets,
+            TlsMaterial::for_config(config),
+            metrics_endpoint,
+        )
+        .await
+    }
+
+    /// Builds the services on sockets bound already (by [`bind_sockets`],
+    /// here or in a worker's parent), the first copy of each.
+    async fn build(
+        config: &ServerConfig,
+        bound: Vec<BoundSocketSet>,
+        mut tls: TlsMaterial,
+        metrics_endpoint: Option<(StreamListener, String)>,
+    ) -> anyhow::Result<Server> {
         let metrics = Arc::new(Metrics::new());
-        let mut sockets = Vec::new();
-        // Announced after every -l listener, in their own order.
-        let mut web_sockets = Vec::new();
+        struct Shared {
+            limits: Arc<Limits>,
+            permits: Arc<Semaphore>,
+            per_ip: Option<Arc<permit::PerIp>>,
+            service: Service,
+            /// The chat hub, until its figures are tied to the service's
+            /// first listener.
+            chat: Option<Arc<crate::chat::Hub>>,
+        }
+        let mut shared = Vec::new();
         for svc in &config.services {
             let limits = Arc::new(svc.limits.clone());
-            let permits = Arc::new(Semaphore::new(limits.max_conns));
-            let per_ip = limits.max_conns_per_ip.map(permit::PerIp::new);
             let service = svc
                 .service
                 .build(&svc.site, &svc.chat, svc.command.as_ref())
                 .map_err(anyhow::Error::msg)?;
-            let mut bound = Vec::new();
-            if svc.systemd {
-                bound.extend(listener::from_systemd().context("systemd socket activation")?);
-            }
-            for endpoint in &svc.listen {
-                bound.push(listener::bind(endpoint).await?);
-            }
-            let mut chat = match &service {
+            let chat = match &service {
                 Service::Chat(hub) => Some(hub.clone()),
                 _ => None,
             };
@@ -125,104 +235,79 @@ impl Server {
                 // Members who come at once then find the other servers.
                 hub.linked().await;
             }
-            for socket in bound {
-                let name = socket.local_endpoint()?;
-                let service_name = svc.service.name();
-                let socket = match socket {
-                    Bound::Stream(listener) => {
-                        let tls = match &listener {
-                            StreamListener::Tcp { tls: true, .. } => Some(TlsSetup {
-                                acceptor: tls.acceptor(svc.tls.as_ref(), &service)?,
-                                handshake_timeout: limits.handshake_timeout,
-                            }),
-                            _ => None,
-                        };
-                        let http = svc.service == ServiceKind::Http;
-                        let handles = metrics.stream_listener(service_name, &name, http);
-                        if let Some(hub) = chat.take() {
-                            metrics.chat(hub, &handles.0);
-                        }
-                        BoundSocket::Stream {
-                            listener,
-                            service: service.clone(),
-                            tls,
-                            metrics: handles,
-                        }
-                    }
-                    Bound::Datagram(socket) => {
-                        let Some(datagrams) = service.datagram() else {
-                            anyhow::bail!(
-                                "{name}: {} does not serve datagrams",
-                                svc.service.name()
-                            );
-                        };
-                        BoundSocket::Datagram {
-                            socket,
-                            service: datagrams,
-                            metrics: metrics.datagram_socket(service_name, &name),
-                        }
-                    }
-                };
-                sockets.push(BoundService {
-                    kind: svc.service,
-                    limits: limits.clone(),
-                    permits: permits.clone(),
-                    per_ip: per_ip.clone(),
-                    socket,
-                    name,
-                });
-            }
-            if let Some(web) = service.web() {
-                for endpoint in &svc.web {
-                    let bound = listener::bind(endpoint).await?;
-                    let name = web_url(&bound.local_endpoint()?);
-                    let Bound::Stream(listener) = bound else {
-                        anyhow::bail!("{endpoint}: --web takes stream addresses");
+            shared.push(Shared {
+                permits: Arc::new(Semaphore::new(limits.max_conns)),
+                per_ip: limits.max_conns_per_ip.map(permit::PerIp::new),
+                limits,
+                service,
+                chat,
+            });
+        }
+        let mut sockets = Vec::new();
+        for set in bound {
+            let svc = &config.services[set.service];
+            let own = &mut shared[set.service];
+            let service_name = svc.service.name();
+            let name = set.name;
+            let Some(socket) = set.copies.into_iter().next() else {
+                continue;
+            };
+            let socket = match socket {
+                Bound::Stream(listener) => {
+                    let service = if set.web {
+                        own.service.web().context("--web is for chat")?
+                    } else {
+                        own.service.clone()
                     };
                     let tls = match &listener {
                         StreamListener::Tcp { tls: true, .. } => Some(TlsSetup {
-                            acceptor: tls.acceptor(svc.tls.as_ref(), &web)?,
-                            handshake_timeout: limits.handshake_timeout,
+                            acceptor: tls.acceptor(svc.tls.as_ref(), &service)?,
+                            handshake_timeout: own.limits.handshake_timeout,
                         }),
                         _ => None,
                     };
                     // The web side's requests are members' lines: no
                     // HTTP status counters for it.
-                    let handles = metrics.stream_listener(svc.service.name(), &name, false);
-                    web_sockets.push(BoundService {
-                        kind: svc.service,
-                        limits: limits.clone(),
-                        permits: permits.clone(),
-                        per_ip: per_ip.clone(),
-                        socket: BoundSocket::Stream {
-                            listener,
-                            service: web.clone(),
-                            tls,
-                            metrics: handles,
-                        },
-                        name,
-                    });
+                    let http = svc.service == ServiceKind::Http && !set.web;
+                    let handles = metrics.stream_listener(service_name, &name, http);
+                    if !set.web
+                        && let Some(hub) = own.chat.take()
+                    {
+                        metrics.chat(hub, &handles.0);
+                    }
+                    BoundSocket::Stream {
+                        listener,
+                        service,
+                        tls,
+                        metrics: handles,
+                    }
                 }
-            }
+                Bound::Datagram(socket) => {
+                    let Some(datagrams) = own.service.datagram() else {
+                        anyhow::bail!("{name}: {service_name} does not serve datagrams");
+                    };
+                    BoundSocket::Datagram {
+                        socket,
+                        service: datagrams,
+                        metrics: metrics.datagram_socket(service_name, &name),
+                    }
+                }
+            };
+            sockets.push(BoundService {
+                kind: svc.service,
+                limits: own.limits.clone(),
+                permits: own.permits.clone(),
+                per_ip: own.per_ip.clone(),
+                socket,
+                name,
+            });
         }
-        sockets.extend(web_sockets);
-        let metrics_endpoint = match &config.metrics {
-            Some(endpoint) => {
-                let bound = listener::bind(endpoint).await?;
-                // A TCP endpoint is announced as the URL a scraper is given.
-                let name = bound.local_endpoint()?.replacen("tcp://", "http://", 1);
-                let Bound::Stream(listener) = bound else {
-                    anyhow::bail!("--metrics {endpoint}: must be a tcp:// or unix:// address");
-                };
-                Some((listener, name))
-            }
-            None => None,
-        };
         Ok(Server {
             sockets,
             grace: config.grace,
             metrics,
             metrics_endpoint,
+            worker: false,
         })
     }
 
@@ -272,12 +357,17 @@ impl Server {
             tracing::info!(addr = %name, "serving metrics");
             shutdown.tasks.spawn(crate::metrics::endpoint::serve(
                 listener,
-                self.metrics.clone(),
+                crate::metrics::endpoint::Exposition::Process(self.metrics.clone()),
                 shutdown.stop_accepting.clone(),
             ));
         }
         for bound in self.sockets {
-            tracing::info!(service = bound.kind.name(), addr = %bound.name, "listening");
+            if self.worker {
+                // The parent announced it; N copies of the line say nothing more.
+                tracing::debug!(service = bound.kind.name(), addr = %bound.name, "listening");
+            } else {
+                tracing::info!(service = bound.kind.name(), addr = %bound.name, "listening");
+            }
             match bound.socket {
                 BoundSocket::Stream {
                     listener,
@@ -417,28 +507,72 @@ impl TlsMaterial {
             return Ok(identity.clone());
         }
         let identity = ServerIdentity::development(&self.hosts).map_err(anyhow::Error::msg)?;
-        tracing::warn!(
-            "no --tls-cert: tls:// listeners use a self-signed development certificate \
-             (SHA-256 fingerprint {}); clients must be told to trust it (--insecure, or \
-             check the fingerprint)",
-            identity.fingerprint
-        );
+        warn_development(&identity);
         Ok(self.development.insert(identity).clone())
     }
+
+    /// A worker's: what its parent made and handed it.
+    fn inherited(
+        development: Option<ServerIdentity>,
+        tickets: Option<Arc<dyn rustls::server::ProducesTickets>>,
+    ) -> TlsMaterial {
+        TlsMaterial {
+            hosts: Vec::new(),
+            development,
+            tickets,
+        }
+    }
+}
+
+/// The one log line that says a development certificate is in use.
+fn warn_development(identity: &ServerIdentity) {
+    tracing::warn!(
+        "no --tls-cert: tls:// listeners use a self-signed development certificate \
+         (SHA-256 fingerprint {}); clients must be told to trust it (--insecure, or \
+         check the fingerprint)",
+        identity.fingerprint
+    );
 }
 
 /// What the binary runs for `sockit serve`: a multi-threaded runtime, the
 /// listening lines on stdout, and SIGINT/SIGTERM as the shutdown trigger.
+/// With `--workers N` (N > 1) this process is the parent of N workers
+/// ([`workers`]); a worker, started by such a parent, serves the sockets
+/// it is handed.
 ///
 /// # Errors
 /// A listener that cannot be bound, or signal handlers that cannot be set.
 pub fn block_on_serve(config: ServerConfig) -> anyhow::Result<()> {
-    // On one CPU (`taskset -c 0`, a one-core container) a multi-threaded
-    // runtime only adds cross-thread hand-offs: everything runs on one
-    // thread anyway. Measured on the pipelined ping benchmark: ~8% less
-    // server CPU per request.
+    if let Some(index) = workers::worker_index() {
+        return workers::child::run(config, index);
+    }
+    if config.workers > 1 {
+        return workers::parent::run(config);
+    }
+    let runtime = server_runtime(false)?;
+    runtime.block_on(async {
+        let server = Server::bind(&config).await?;
+        // Install the handlers before announcing readiness, so a signal
+        // sent right after the listening lines is never missed.
+        let (first, second) = shutdown_on_signals(server.metrics())?;
+        let mut endpoints = server.local_endpoints();
+        endpoints.extend(server.metrics_endpoint().map(str::to_owned));
+        announce(&endpoints)?;
+        systemd::ready(server.local_endpoints().len());
+        server
+            .run_with_force(first.cancelled(), second.cancelled())
+            .await
+    })
+}
+
+/// The server's runtime. On one CPU (`taskset -c 0`, a one-core
+/// container) a multi-threaded runtime only adds cross-thread hand-offs:
+/// everything runs on one thread anyway. Measured on the pipelined ping
+/// benchmark: ~8% less server CPU per request. `single` asks for one
+/// thread whatever the CPUs (workers that have a CPU each, or fewer).
+fn server_runtime(single: bool) -> anyhow::Result<tokio::runtime::Runtime> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let runtime = if cpus == 1 {
+    if cpus == 1 || single {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -447,45 +581,44 @@ pub fn block_on_serve(config: ServerConfig) -> anyhow::Result<()> {
             .enable_all()
             .build()
     }
-    .context("start the runtime")?;
-    runtime.block_on(async {
-        let server = Server::bind(&config).await?;
-        // Install the handlers before announcing readiness, so a signal
-        // sent right after the listening lines is never missed.
-        let mut signals = Signals::install().context("install signal handlers")?;
-        let mut usr1 = crate::shutdown::figures_requested().context("install signal handlers")?;
-        let metrics = server.metrics();
+    .context("start the runtime")
+}
+
+/// Installs SIGINT/SIGTERM and SIGUSR1 now: the first tokens is
+/// cancelled at the first SIGINT or SIGTERM (shut down), the second at
+/// the next (close open connections now); each SIGUSR1 logs `metrics`.
+fn shutdown_on_signals(
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<(CancellationToken, CancellationToken)> {
+    let mut signals = Signals::install().context("install signal handlers")?;
+    let mut usr1 = crate::shutdown::figures_requested().context("install signal handlers")?;
+    tokio::spawn(async move {
+        while usr1.recv().await.is_some() {
+            metrics.log("SIGUSR1");
+        }
+    });
+    let (first, second) = (CancellationToken::new(), CancellationToken::new());
+    {
+        let (first, second) = (first.clone(), second.clone());
         tokio::spawn(async move {
-            while usr1.recv().await.is_some() {
-                metrics.log("SIGUSR1");
-            }
+            let name = signals.next().await;
+            tracing::info!("{name}: shutting down (again to close open connections now)");
+            systemd::stopping();
+            first.cancel();
+            let name = signals.next().await;
+            tracing::info!("{name} again: closing open connections now");
+            second.cancel();
         });
-        let (first, second) = (CancellationToken::new(), CancellationToken::new());
-        {
-            let (first, second) = (first.clone(), second.clone());
-            tokio::spawn(async move {
-                let name = signals.next().await;
-                tracing::info!("{name}: shutting down (again to close open connections now)");
-                systemd::stopping();
-                first.cancel();
-                let name = signals.next().await;
-                tracing::info!("{name} again: closing open connections now");
-                second.cancel();
-            });
-        }
-        let mut stdout = std::io::stdout().lock();
-        let endpoints = server.local_endpoints();
-        for endpoint in &endpoints {
-            writeln!(stdout, "listening on {endpoint}")?;
-        }
-        if let Some(endpoint) = server.metrics_endpoint() {
-            writeln!(stdout, "listening on {endpoint}")?;
-        }
-        stdout.flush()?;
-        drop(stdout);
-        systemd::ready(endpoints.len());
-        server
-            .run_with_force(first.cancelled(), second.cancelled())
-            .await
-    })
+    }
+    Ok((first, second))
+}
+
+/// Prints the `listening on` lines, flushed at once.
+fn announce(endpoints: &[String]) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    for endpoint in endpoints {
+        writeln!(stdout, "listening on {endpoint}")?;
+    }
+    stdout.flush()?;
+    Ok(())
 }
