@@ -1011,6 +1011,23 @@ mod tests {
     }
 
     #[test]
+    fn park_after_defaults_to_five_seconds_and_zero_turns_it_off() {
+        let cfg = parse(
+            "[[service]]\nname = \"ping\"\n\
+             [[service]]\nname = \"echo\"\npark_after = \"0s\"\n\
+             [[service]]\nname = \"hello\"\npark_after = 2",
+        )
+        .unwrap();
+        let park: Vec<_> = cfg.services.iter().map(|s| s.limits.park_after).collect();
+        assert_eq!(
+            park,
+            [Some(DEFAULT_PARK_AFTER), None, Some(Duration::from_secs(2))]
+        );
+        let err = parse("[[service]]\nname = \"ping\"\npark_after = -1").unwrap_err();
+        assert!(err.contains("park_after: invalid duration"), "{err}");
+    }
+
+    #[test]
     fn durations_may_be_bare_seconds() {
         let cfg = parse(
             "grace = 2.5\n[[service]]\nname = \"echo\"\nidle_timeout = 90\n\

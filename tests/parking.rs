@@ -29,6 +29,11 @@ fn serve_with_metrics(args: &[&str], listen: &str) -> (Proc, String, String) {
 
 /// The value of `sockit_connections_parked` (of the one listener).
 fn parked(metrics_url: &str) -> u64 {
+    series(metrics_url, "sockit_connections_parked")
+}
+
+/// The value of the series `name` (of the one listener).
+fn series(metrics_url: &str, name: &str) -> u64 {
     let addr = metrics_url.strip_prefix("http://").unwrap();
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(LIMIT)).unwrap();
@@ -41,8 +46,8 @@ fn parked(metrics_url: &str) -> u64 {
     s.read_to_string(&mut body).unwrap();
     let line = body
         .lines()
-        .find(|l| l.starts_with("sockit_connections_parked{"))
-        .unwrap_or_else(|| panic!("no parked gauge in {body}"));
+        .find(|l| l.starts_with(&format!("{name}{{")))
+        .unwrap_or_else(|| panic!("no {name} in {body}"));
     line.rsplit_once(' ').unwrap().1.parse().unwrap()
 }
 
@@ -84,6 +89,10 @@ fn a_quiet_connection_is_parked_and_answered_in_order_when_it_speaks_again() {
     wait_parked(&metrics, 1);
     // A bare message (no line end) after waking is answered bare.
     roundtrip(&mut *s, b"ping 6", b"pong 6\n");
+    // Parked four times, it is still one connection accepted, one open.
+    wait_parked(&metrics, 1);
+    assert_eq!(series(&metrics, "sockit_connections_accepted_total"), 1);
+    assert_eq!(series(&metrics, "sockit_connections_active"), 1);
 }
 
 #[test]
