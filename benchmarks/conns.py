@@ -5,11 +5,13 @@ after it has spoken and gone quiet, and proof that every one is served.
     python3 benchmarks/conns.py                       # 100,000 (needs --workers)
     python3 benchmarks/conns.py --conns 18000         # what one process holds
     python3 benchmarks/conns.py --conns 100000 --workers 8
+    python3 benchmarks/conns.py --conns 100000 --servers 6  # 6 sockit processes
     python3 benchmarks/conns.py --conns 18000 --peer nginx   # the same for nginx
 
 One `sockit serve ping -l tcp://127.0.0.1:0` (pinned to CPU 0; with
 `--workers W` passed through, the memory is summed over the process and
-all its children) and several client processes (pinned to CPU 1), each
+all its children; with `--servers N`, N independent sockit processes on
+ports of their own, summed) and several client processes (pinned to CPU 1), each
 holding its share of the connections under the 20,000-descriptor limit and
 binding them to its own source address, 127.0.0.2 ... 127.0.0.9, so the
 ephemeral port range (28,232 ports per source and destination) is not the
@@ -68,6 +70,12 @@ MAX_PER_CLIENT = 15_000
 SOURCES = [f"127.0.0.{i}" for i in range(2, 10)]
 # Connects in flight per client process: the server's backlog is 4096.
 CONNECT_WINDOW = 256
+# Linux's IP_BIND_ADDRESS_NO_PORT (not in Python's socket module before
+# 3.12): a socket bound to a source address gets its port at connect(),
+# chosen for the whole 4-tuple. Without it bind() picks the port alone,
+# from the odd half of the range first, and slows to a crawl past ~14,000
+# ports per source address.
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 # The server's descriptors beyond its connections: listeners, epoll sets,
 # the metrics endpoint.
 FD_MARGIN = 100
@@ -121,6 +129,7 @@ class Client:
                 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 s.setblocking(False)
                 try:
+                    s.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
                     s.bind((self.a.source, 0))
                     err = s.connect_ex((self.a.host, self.a.port))
                 except OSError as e:
@@ -262,44 +271,52 @@ def gauges(metrics_url: str) -> dict[str, float]:
 
 
 class Target:
-    """The server under test."""
+    """The server under test: one process (and its children), or with
+    --servers N that many independent sockit processes, each on its own
+    port."""
 
     def __init__(self, args: argparse.Namespace, tmp: Path) -> None:
         self.args = args
-        self.metrics_url = ""
+        self.procs: list[subprocess.Popen] = []
+        self.ports: list[int] = []
+        self.metrics_urls: list[str] = []
         self.http = args.peer == "nginx" or args.service == "http"
         if args.peer == "nginx":
             self.start_nginx(tmp)
         else:
-            self.start_sockit()
+            per_server = -(-args.conns // args.servers)
+            for _ in range(args.servers):
+                self.start_sockit(per_server)
 
-    def start_sockit(self) -> None:
+    def start_sockit(self, conns: int) -> None:
         a = self.args
         argv = [str(SOCKIT), "serve", a.service, "-q", "-l", "tcp://127.0.0.1:0",
-                "--max-conns", str(a.conns + FD_MARGIN), "--idle-timeout", "30m",
+                "--max-conns", str(conns + FD_MARGIN), "--idle-timeout", "30m",
                 "--park-after", a.park_after]
         if a.workers:
             argv += ["--workers", str(a.workers)]
         else:
             argv += ["--metrics", "127.0.0.1:0"]
-        self.proc = self.popen(argv)
+        proc = self.popen(argv)
+        self.procs.append(proc)
         lines = 1 if a.workers else 2
         for _ in range(lines):
-            line = self.proc.stdout.readline()
+            line = proc.stdout.readline()
             if not line.startswith("listening on "):
                 raise SystemExit(f"sockit: unexpected line {line!r}")
             addr = line.split()[-1]
             if addr.startswith("http://"):
-                self.metrics_url = addr
+                self.metrics_urls.append(addr)
             else:
-                self.port = int(addr.rsplit(":", 1)[1])
+                self.ports.append(int(addr.rsplit(":", 1)[1]))
 
     def start_nginx(self, tmp: Path) -> None:
         if not shutil.which("nginx"):
             raise SystemExit("--peer nginx: nginx is not installed (apt-get install nginx-light)")
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+            port = s.getsockname()[1]
+        self.ports.append(port)
         # The worker runs as an unprivileged user: it must read the root.
         tmp.chmod(0o755)
         (tmp / "index.html").write_text("ok\n")
@@ -310,13 +327,13 @@ class Target:
             "events { worker_connections 19900; }\n"
             "http { access_log off; keepalive_timeout 30m; keepalive_requests 1000000;\n"
             "  client_header_timeout 30m;\n"
-            f"  server {{ listen 127.0.0.1:{self.port} backlog=4096; root {tmp}; }} }}\n"
+            f"  server {{ listen 127.0.0.1:{port} backlog=4096; root {tmp}; }} }}\n"
         )
-        self.proc = self.popen(["nginx", "-c", str(conf)])
+        self.procs.append(self.popen(["nginx", "-c", str(conf)]))
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
                 return
             except OSError:
                 time.sleep(0.05)
@@ -328,16 +345,19 @@ class Target:
                                 stderr=subprocess.DEVNULL, text=True, start_new_session=True)
 
     def rss_kib(self) -> int:
-        return tree_rss_kib(self.proc.pid)
+        return sum(tree_rss_kib(p.pid) for p in self.procs)
 
     def settle(self, opened: int, parked: bool, limit: float) -> str:
         """Waits until the server holds `opened` connections (all parked,
         with `parked`): by its gauges when it has them, else until its
         RSS has stopped moving. Says how it knew."""
         deadline = time.monotonic() + limit
-        if self.metrics_url:
+        if self.metrics_urls:
             while time.monotonic() < deadline:
-                g = gauges(self.metrics_url)
+                g: dict[str, float] = {}
+                for url in self.metrics_urls:
+                    for k, v in gauges(url).items():
+                        g[k] = g.get(k, 0) + v
                 active = g.get("sockit_connections_active", 0)
                 waiting = g.get("sockit_connections_parked", 0)
                 if active == opened and (not parked or waiting == opened):
@@ -356,11 +376,12 @@ class Target:
         return "RSS never steady"
 
     def stop(self) -> None:
-        try:
-            os.killpg(self.proc.pid, 9)
-        except ProcessLookupError:
-            pass
-        self.proc.wait()
+        for p in self.procs:
+            try:
+                os.killpg(p.pid, 9)
+            except ProcessLookupError:
+                pass
+            p.wait()
 
 
 def parse_seconds(text: str) -> float:
@@ -379,6 +400,9 @@ def main() -> None:
     ap.add_argument("--conns", type=int, default=100_000, help="connections to hold (default 100000)")
     ap.add_argument("--workers", type=int, default=0,
                     help="sockit serve --workers N (spread the connections over N processes)")
+    ap.add_argument("--servers", type=int, default=1,
+                    help="independent sockit processes, each on its own port, the connections "
+                         "spread over them (what --workers does in one command)")
     ap.add_argument("--clients", type=int, default=0,
                     help="client processes (default: 8, more when each would hold over 15,000)")
     ap.add_argument("--park-after", default="3s", help="sockit serve --park-after (default 3s)")
@@ -393,12 +417,16 @@ def main() -> None:
     if args.conns < 1:
         raise SystemExit("--conns must be at least 1")
     one_process = 20_000 - FD_MARGIN
-    if args.peer == "sockit" and not args.workers and args.conns > one_process:
+    if args.servers < 1 or (args.servers > 1 and (args.workers or args.peer == "nginx")):
+        raise SystemExit("--servers N: N >= 1, and not with --workers or --peer nginx")
+    if args.peer == "sockit" and not args.workers and -(-args.conns // args.servers) > one_process:
         raise SystemExit(f"--conns {args.conns}: one process holds at most {one_process} "
-                         "(20,000 descriptors); give --workers N")
+                         "(20,000 descriptors); give --workers N or --servers N")
     if args.peer == "nginx" and args.conns > one_process:
         raise SystemExit(f"--peer nginx runs one worker: at most {one_process} connections")
     clients = args.clients or max(len(SOURCES), -(-args.conns // MAX_PER_CLIENT))
+    # Each client talks to one server: as many clients for each.
+    clients = -(-clients // args.servers) * args.servers
     clients = min(clients, args.conns)
     if -(-args.conns // clients) > MAX_PER_CLIENT:
         raise SystemExit(f"{clients} client processes cannot hold {args.conns} connections")
@@ -417,7 +445,8 @@ def main() -> None:
             for i in range(clients):
                 count = share + (1 if i < extra else 0)
                 argv = [sys.executable, __file__, "--client", "--host", "127.0.0.1",
-                        "--port", str(target.port), "--source", SOURCES[i % len(SOURCES)],
+                        "--port", str(target.ports[i % len(target.ports)]),
+                        "--source", SOURCES[i % len(SOURCES)],
                         "--count", str(count), "--first", str(first)]
                 if target.http:
                     argv.append("--http")
@@ -449,7 +478,7 @@ def main() -> None:
             opened = total(opened_r, "opened")
             open_secs = time.monotonic() - t
             # New connections of every service wait in the lot.
-            how = target.settle(opened, parked=target.metrics_url != "", limit=args.timeout)
+            how = target.settle(opened, parked=bool(target.metrics_urls), limit=args.timeout)
             rss = target.rss_kib()
             phases["idle"] = {"conns": opened, "failed": total(opened_r, "failed"),
                               "errors": sorted({r["error"] for r in opened_r if r["error"]}),
@@ -473,7 +502,7 @@ def main() -> None:
             time.sleep(park_s + 1.0)
             # Only ping parks again (HTTP keeps its task until the header
             # timeout closes the connection, 10 s after its last request).
-            reparks = target.metrics_url != "" and args.service == "ping"
+            reparks = bool(target.metrics_urls) and args.service == "ping"
             how = target.settle(opened, parked=reparks, limit=args.timeout)
             rss = target.rss_kib()
             phases["quiet"] = {**spoke, "rss_kib": rss, "peak_rss_kib": peak,
@@ -501,7 +530,8 @@ def main() -> None:
 
     report = {
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "server": args.peer, "service": "http" if target.http else "ping", "conns": args.conns, "workers": args.workers or 1,
+        "server": args.peer, "service": "http" if target.http else "ping", "conns": args.conns,
+        "servers": args.servers, "workers": args.workers or 1,
         "clients": clients, "park_after": args.park_after if args.peer == "sockit" else None,
         "base_rss_kib": base, "phases": phases,
     }
@@ -509,6 +539,8 @@ def main() -> None:
     name = args.peer if args.peer == "nginx" else f"sockit {args.service}"
     if args.workers:
         name += f" --workers {args.workers}"
+    if args.servers > 1:
+        name += f", {args.servers} processes"
     print(f"\n{name}: {opened:,} of {args.conns:,} connections open "
           f"({clients} client processes), base RSS {base:,} KiB\n")
     print("| phase | RSS KiB | bytes/conn | answered | missing |")
