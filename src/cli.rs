@@ -269,6 +269,12 @@ pub struct LimitArgs {
     /// Close a connection that has been silent this long (0s: never).
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     pub idle_timeout: Option<Duration>,
+    /// Hand a connection that has been quiet this long, with nothing
+    /// pending, back to the parking lot: its task and buffers are freed
+    /// until its next bytes (line services and echo, on TCP and Unix;
+    /// default 5s; 0s: never).
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub park_after: Option<Duration>,
     /// The longest line a message service accepts (chat: default 4KiB).
     #[arg(long, value_name = "BYTES", value_parser = parse_max_line)]
     pub max_line: Option<usize>,

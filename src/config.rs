@@ -17,6 +17,7 @@
 //! max_conns = 1000           # 1 to 1000000
 //! max_conns_per_ip = 50      # one address cannot take every slot
 //! idle_timeout = "5m"        # or 300 (seconds); "0s": never
+//! park_after = "5s"          # quiet this long: back to the parking lot; "0s": never
 //! max_line = "64KiB"         # or a number of bytes; at most 16MiB
 //! allow = ["127.0.0.0/8"]
 //! deny = []
@@ -61,6 +62,11 @@ use crate::units::{parse_bytes, parse_duration};
 pub const DEFAULT_MAX_CONNS: usize = 10_000;
 /// Default `--idle-timeout`.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default `--park-after`: a connection quiet this long gives up its task
+/// and buffers. Long enough that a client in a conversation (a person
+/// typing, a ping every second) keeps its task; short enough that quiet
+/// keep-alive clients cost little for most of their life.
+pub const DEFAULT_PARK_AFTER: Duration = Duration::from_secs(5);
 /// Default `--max-line`.
 pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
 /// Default `--udp-rate`.
@@ -141,6 +147,9 @@ pub struct Limits {
     pub max_conns_per_ip: Option<usize>,
     /// Close connections silent this long; `None`: never.
     pub idle_timeout: Option<Duration>,
+    /// Park connections quiet this long (the line services and echo, on
+    /// plain TCP and Unix streams); `None`: never.
+    pub park_after: Option<Duration>,
     /// Longest line for message services.
     pub max_line: usize,
     /// Which peers may talk to the service.
@@ -363,6 +372,7 @@ impl Default for Limits {
             max_conns: DEFAULT_MAX_CONNS,
             max_conns_per_ip: None,
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            park_after: Some(DEFAULT_PARK_AFTER),
             max_line: DEFAULT_MAX_LINE,
             access: AccessList::default(),
             udp_rate: DEFAULT_UDP_RATE,
@@ -399,6 +409,10 @@ impl Limits {
             idle_timeout: match args.idle_timeout {
                 Some(d) => (!d.is_zero()).then_some(d),
                 None => defaults.idle_timeout,
+            },
+            park_after: match args.park_after {
+                Some(d) => (!d.is_zero()).then_some(d),
+                None => defaults.park_after,
             },
             max_line: args.max_line.unwrap_or(defaults.max_line),
             access,
@@ -813,6 +827,7 @@ struct LimitEntry {
     max_conns: Option<usize>,
     max_conns_per_ip: Option<usize>,
     idle_timeout: Option<DurationValue>,
+    park_after: Option<DurationValue>,
     max_line: Option<ByteSize>,
     #[serde(default)]
     allow: Vec<String>,
@@ -861,6 +876,11 @@ impl LimitEntry {
                 .as_ref()
                 .map(|d| d.to_duration().map_err(|e| format!("idle_timeout: {e}")))
                 .transpose()?,
+            park_after: self
+                .park_after
+                .as_ref()
+                .map(|d| d.to_duration().map_err(|e| format!("park_after: {e}")))
+                .transpose()?,
             max_line: match &self.max_line {
                 None => None,
                 Some(ByteSize::Bytes(n)) => Some(*n),
@@ -883,6 +903,7 @@ mod tests {
             max_conns: None,
             max_conns_per_ip: None,
             idle_timeout: None,
+            park_after: None,
             max_line: None,
             allow: vec![],
             deny: vec![],
@@ -1054,6 +1075,23 @@ mod tests {
             parse("workers = 2\n[[service]]\nname = \"chat\"\nredis = \"redis://127.0.0.1:6379\"")
                 .unwrap();
         assert!(linked.check_workers().is_ok());
+    }
+
+    #[test]
+    fn park_after_defaults_to_five_seconds_and_zero_turns_it_off() {
+        let cfg = parse(
+            "[[service]]\nname = \"ping\"\n\
+             [[service]]\nname = \"echo\"\npark_after = \"0s\"\n\
+             [[service]]\nname = \"hello\"\npark_after = 2",
+        )
+        .unwrap();
+        let park: Vec<_> = cfg.services.iter().map(|s| s.limits.park_after).collect();
+        assert_eq!(
+            park,
+            [Some(DEFAULT_PARK_AFTER), None, Some(Duration::from_secs(2))]
+        );
+        let err = parse("[[service]]\nname = \"ping\"\npark_after = -1").unwrap_err();
+        assert!(err.contains("park_after: invalid duration"), "{err}");
     }
 
     #[test]

@@ -13,6 +13,7 @@ fuzz_target!(|data: &[u8]| {
     let cli = LimitArgs {
         max_conns: None,
         idle_timeout: None,
+        park_after: None,
         max_line: None,
         allow: vec![],
         deny: vec![],

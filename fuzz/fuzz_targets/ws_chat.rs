@@ -38,6 +38,7 @@ async fn session(data: &[u8]) {
         listener: Arc::new(ListenerContext {
             max_line: 256,
             idle_timeout: None,
+            park_after: None,
             flush_delay: Duration::from_millis(10),
             stop_accepting: CancellationToken::new(),
             force_close: CancellationToken::new(),

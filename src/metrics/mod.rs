@@ -98,6 +98,7 @@ struct Families {
     accepted: Family<ListenerLabels, Counter>,
     refused: Family<ReasonLabels, Counter>,
     active: Family<ListenerLabels, Gauge>,
+    parked: Family<ListenerLabels, Gauge>,
     bytes_received: Family<ListenerLabels, Counter>,
     bytes_sent: Family<ListenerLabels, Counter>,
     messages: Family<ListenerLabels, Counter>,
@@ -158,6 +159,11 @@ impl Metrics {
             "connections_active",
             "Connections open now (parked or served)",
             f.active.clone(),
+        );
+        registry.register(
+            "connections_parked",
+            "Open connections waiting, taskless, for their next bytes (a part of the active ones)",
+            f.parked.clone(),
         );
         registry.register(
             "bytes_received",
@@ -259,6 +265,7 @@ impl Metrics {
             refused_limit: reason("limit"),
             refused_per_ip: reason("per_ip"),
             active: f.active.get_or_create_owned(l),
+            parked: f.parked.get_or_create_owned(l),
             errors: ErrorCounters {
                 timeout: kind("timeout"),
                 reset: kind("reset"),
@@ -462,6 +469,8 @@ pub struct StreamMetrics {
     /// Open now: raised when a connection gets its permit, lowered when
     /// it closes.
     pub active: Gauge,
+    /// Of those, the ones waiting in the parking lot.
+    pub parked: Gauge,
     /// Connections that ended with an error.
     pub errors: ErrorCounters,
     /// TLS handshakes finished.
@@ -584,9 +593,10 @@ impl ListenerMetrics {
         if let Side::Stream(s) = side {
             let _ = write!(
                 line,
-                "accepted={} active={} refused_limit={} refused_per_ip={} refused_access={} ",
+                "accepted={} active={} parked={} refused_limit={} refused_per_ip={} refused_access={} ",
                 s.accepted.get(),
                 s.active.get(),
+                s.parked.get(),
                 s.refused_limit.get(),
                 s.refused_per_ip.get(),
                 s.refused_access.get(),

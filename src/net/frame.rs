@@ -206,6 +206,13 @@ impl LineBuffer {
         !self.discarding && self.start < self.end
     }
 
+    /// Whether the buffer holds nothing the next read depends on: no
+    /// partial line, and no over-long line being dropped. A connection
+    /// whose buffer is clear can be served on by a fresh buffer.
+    pub fn is_clear(&self) -> bool {
+        !self.discarding && self.start == self.end
+    }
+
     /// Takes the unfinished line as a bare message: the client went quiet
     /// or closed. A trailing `\r` counts as a CRLF line end.
     pub fn take_partial(&mut self) -> Option<Frame<'_>> {

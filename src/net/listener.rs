@@ -23,7 +23,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, UdpSocket, UnixDatagram, UnixListener};
 
 use crate::net::addr::{Endpoint, HostPort};
-use crate::net::stream::{PeerAddr, Stream};
+use crate::net::stream::{PeerAddr, PlainSocket, Stream};
 
 /// Pending connections the kernel queues for us; the kernel caps it at
 /// `net.core.somaxconn`.
@@ -87,9 +87,12 @@ pub struct Conn {
     socket: ConnSocket,
     /// Who it is from.
     pub peer: PeerAddr,
-    /// When it was accepted: the TLS handshake deadline counts from here,
-    /// and so does the parking lot's idle check.
+    /// When it was accepted: the TLS handshake deadline counts from here.
     pub accepted: tokio::time::Instant,
+    /// When the client last sent something (when it was accepted, for a
+    /// connection that has not spoken yet): the parking lot's idle check
+    /// counts from here.
+    pub last_active: tokio::time::Instant,
 }
 
 #[derive(Debug)]
@@ -109,6 +112,26 @@ impl Conn {
             ConnSocket::Tcp(s) => Stream::from(tokio::net::TcpStream::from_std(s.into())?),
             ConnSocket::Unix(s) => Stream::from(tokio::net::UnixStream::from_std(s.into())?),
         })
+    }
+
+    /// A served connection taken back from its task to be parked again
+    /// (see [`Stream::into_plain`]).
+    pub fn from_plain(
+        socket: PlainSocket,
+        peer: PeerAddr,
+        accepted: tokio::time::Instant,
+        last_active: tokio::time::Instant,
+    ) -> Conn {
+        let socket = match socket {
+            PlainSocket::Tcp(s) => ConnSocket::Tcp(mio::net::TcpStream::from_std(s)),
+            PlainSocket::Unix(s) => ConnSocket::Unix(mio::net::UnixStream::from_std(s)),
+        };
+        Conn {
+            socket,
+            peer,
+            accepted,
+            last_active,
+        }
     }
 
     /// The socket as a mio event source, for the parking lot.
@@ -492,20 +515,24 @@ impl StreamListener {
                         // packet count: without this, a small reply can
                         // wait for the peer's delayed ACK.
                         let _ = s.set_nodelay(true);
+                        let now = tokio::time::Instant::now();
                         Ok(Conn {
                             socket: ConnSocket::Tcp(mio::net::TcpStream::from_std(s.into_std()?)),
                             peer: PeerAddr::Ip(a),
-                            accepted: tokio::time::Instant::now(),
+                            accepted: now,
+                            last_active: now,
                         })
                     })
                 }
                 StreamListener::Unix { listener, .. } => {
                     listener.accept().await.and_then(|(s, _)| {
                         let id = unix_ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let now = tokio::time::Instant::now();
                         Ok(Conn {
                             socket: ConnSocket::Unix(mio::net::UnixStream::from_std(s.into_std()?)),
                             peer: PeerAddr::Unix(id),
-                            accepted: tokio::time::Instant::now(),
+                            accepted: now,
+                            last_active: now,
                         })
                     })
                 }

@@ -52,6 +52,15 @@ enum Transport {
     Tls(Box<TlsStream>),
 }
 
+/// A plain socket taken out of tokio's reactor ([`Stream::into_plain`]).
+#[derive(Debug)]
+pub enum PlainSocket {
+    /// TCP.
+    Tcp(std::net::TcpStream),
+    /// A Unix-domain stream socket.
+    Unix(std::os::unix::net::UnixStream),
+}
+
 /// Who is at the other end of a server connection: an IP peer, or the
 /// `N`th Unix client of this process (Unix clients are usually unnamed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -146,6 +155,24 @@ impl Stream {
         match self.io {
             Transport::Tcp(tcp) => Ok(tcp),
             io => Err(Stream { io, ..self }),
+        }
+    }
+
+    /// Takes a plain TCP or Unix socket back out of tokio's reactor (one
+    /// `epoll_ctl`), still open and non-blocking, so it can wait in the
+    /// parking lot; the meter is dropped (the next task attaches its own).
+    ///
+    /// # Errors
+    /// A TLS stream (its session cannot be taken apart; it is closed), or
+    /// the reactor refusing to let go of the socket (it is closed too).
+    pub fn into_plain(self) -> io::Result<PlainSocket> {
+        match self.io {
+            Transport::Tcp(tcp) => tcp.into_std().map(PlainSocket::Tcp),
+            Transport::Unix(unix) => unix.into_std().map(PlainSocket::Unix),
+            Transport::Tls(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a TLS stream cannot be taken apart",
+            )),
         }
     }
 

@@ -9,6 +9,7 @@
 
 mod batch;
 mod datagram;
+mod heap;
 mod parking;
 mod permit;
 mod stream;
@@ -380,6 +381,12 @@ impl Server {
                         ctx: Arc::new(ListenerContext {
                             max_line: bound.limits.max_line,
                             idle_timeout: bound.limits.idle_timeout,
+                            // A TLS session's state lives in its task.
+                            park_after: if tls.is_none() {
+                                bound.limits.park_after
+                            } else {
+                                None
+                            },
                             flush_delay: FLUSH_DELAY,
                             stop_accepting: shutdown.stop_accepting.clone(),
                             force_close: shutdown.force_close.clone(),

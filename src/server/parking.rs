@@ -10,17 +10,27 @@
 //! readable it is taken out, registered with tokio, and handed to
 //! `on_ready`, which spawns its task.
 //!
+//! A connection that has spoken comes back here when it has been quiet
+//! for `--park-after` (the line services and echo on plain TCP and Unix
+//! streams): its task ends and its buffers go with it, so a silent
+//! keep-alive client costs what a new one costs. Its socket is registered
+//! again here, and the kernel reports a socket that is readable when it
+//! is added, so bytes that arrived during the hand-over wake it at once.
+//!
 //! Parked connections count as open: they keep their `--max-conns` permit
-//! and are closed by the idle timeout (checked by a once-a-second sweep)
-//! and by the end of the shutdown grace period.
+//! and are closed by the idle timeout (counted from their last activity,
+//! checked by a once-a-second sweep) and by the end of the shutdown grace
+//! period.
 
 use std::io;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::permit::Permit;
 use mio::{Events, Interest, Poll, Token};
+use prometheus_client::metrics::gauge::Gauge;
 use slab::Slab;
 use tokio::io::unix::AsyncFd;
 use tokio::time::Instant;
@@ -30,6 +40,11 @@ use crate::shutdown::Shutdown;
 
 /// How often parked connections are checked against the idle timeout.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// After this many connections have come back since the last sweep, the
+/// sweep hands the heap's free pages back to the kernel (see `heap`):
+/// fewer are not worth the walk over the allocator's arenas.
+const RELEASE_AFTER: usize = 64;
 
 /// Events taken from the lot's epoll set per wake-up.
 const EVENTS_PER_WAKE: usize = 256;
@@ -44,6 +59,10 @@ struct Parked {
 /// The shared side of the lot: acceptors park connections through it.
 pub(super) struct ParkingLot {
     registry: mio::Registry,
+    /// The listener's `sockit_connections_parked` gauge.
+    parked: Gauge,
+    /// Connections that came back from their tasks since the last sweep.
+    returned: AtomicUsize,
     /// Locked only for slab edits and epoll_ctl calls, never across an
     /// await, so a std mutex is the right tool.
     slots: Mutex<Lot>,
@@ -65,14 +84,17 @@ impl AsRawFd for PollFd {
 }
 
 impl ParkingLot {
-    /// A new, empty lot, and the poller its [`run`](Self::run) task drives.
+    /// A new, empty lot, and the poller its [`run`](Self::run) task
+    /// drives; `parked` follows how many connections wait in it.
     ///
     /// # Errors
     /// When the kernel refuses a new epoll set.
-    pub(super) fn new() -> io::Result<(Arc<ParkingLot>, Poll)> {
+    pub(super) fn new(parked: Gauge) -> io::Result<(Arc<ParkingLot>, Poll)> {
         let poll = Poll::new()?;
         let lot = ParkingLot {
             registry: poll.registry().try_clone()?,
+            parked,
+            returned: AtomicUsize::new(0),
             slots: Mutex::new(Lot {
                 parked: Slab::new(),
                 closed: false,
@@ -102,6 +124,7 @@ impl ParkingLot {
         {
             Ok(()) => {
                 entry.insert(parked);
+                self.parked.inc();
                 Ok(())
             }
             Err(e) => {
@@ -111,16 +134,27 @@ impl ParkingLot {
         }
     }
 
+    /// Parks a connection that has spoken and gone quiet, as
+    /// [`park`](Self::park) does; its task has just freed its buffers.
+    #[allow(clippy::result_large_err)]
+    pub(super) fn repark(&self, conn: Conn, permit: Permit) -> Result<(), (Conn, Permit)> {
+        self.park(conn, permit)?;
+        self.returned.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// Takes a connection out of the lot (and out of its epoll set).
     fn unpark(&self, token: Token) -> Option<Parked> {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         let mut parked = slots.parked.try_remove(token.0)?;
         let _ = self.registry.deregister(parked.conn.source());
+        self.parked.dec();
         Some(parked)
     }
 
     /// Watches the lot until shutdown: readable connections go to
-    /// `on_ready`; idle ones are closed after `idle_timeout`. After the
+    /// `on_ready`; idle ones are closed `idle_timeout` after their last
+    /// activity. After the
     /// shutdown signal the lot takes no new connections and ends once it
     /// is empty or the grace period is over.
     pub(super) async fn run(
@@ -130,13 +164,13 @@ impl ParkingLot {
         shutdown: Shutdown,
         on_ready: impl Fn(Conn, Permit),
     ) {
-        // The crate denies unsafe code (Cargo.toml [lints]); this is the
-        // one place allowed.
+        // The crate denies unsafe code (Cargo.toml [lints]); this and
+        // `heap::release` are the two places allowed.
         #[allow(unsafe_code)]
         // SAFETY: `PollFd` owns the `Poll`, whose epoll descriptor stays
         // open and unchanged until the `AsyncFd` (and with it the `Poll`)
-        // is dropped; nothing else closes or replaces it. This is sockit's
-        // only unsafe block: tokio offers no safe way to watch an epoll set.
+        // is dropped; nothing else closes or replaces it. Tokio offers no
+        // safe way to watch an epoll set.
         let registered = unsafe { AsyncFd::register(PollFd(poll)) };
         let mut poll = match registered {
             Ok(fd) => fd,
@@ -177,6 +211,9 @@ impl ParkingLot {
                     if let Some(timeout) = idle_timeout {
                         self.close_idle(timeout);
                     }
+                    if self.returned.swap(0, Ordering::Relaxed) >= RELEASE_AFTER {
+                        super::heap::release();
+                    }
                 }
             }
             if draining && self.is_empty() {
@@ -194,12 +231,13 @@ impl ParkingLot {
     fn close_idle(&self, timeout: Duration) {
         let now = Instant::now();
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        let registry = &self.registry;
+        let (registry, gauge) = (&self.registry, &self.parked);
         slots.parked.retain(|_, parked| {
-            let keep = now.duration_since(parked.conn.accepted) < timeout;
+            let keep = now.duration_since(parked.conn.last_active) < timeout;
             if !keep {
                 tracing::debug!(peer = %parked.conn.peer, "closing idle connection");
                 let _ = registry.deregister(parked.conn.source());
+                gauge.dec();
             }
             keep
         });
@@ -209,6 +247,46 @@ impl ParkingLot {
     fn close(&self) {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         slots.closed = true;
+        self.parked.dec_by(slots.parked.len() as i64);
         slots.parked.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// What re-parking relies on: bytes that arrived while a socket was
+    /// registered elsewhere (or nowhere) are reported as soon as it is
+    /// added to the lot's set, though mio registers edge-triggered.
+    #[test]
+    fn bytes_waiting_before_registration_are_reported_at_once() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        let mut server = mio::net::TcpStream::from_std(server);
+        // Registered with one set (tokio's, say), then taken out of it.
+        let first = Poll::new().unwrap();
+        first
+            .registry()
+            .register(&mut server, Token(1), Interest::READABLE)
+            .unwrap();
+        first.registry().deregister(&mut server).unwrap();
+        // The bytes come while it is in no set at all.
+        client.write_all(b"ping\n").unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let mut lot = Poll::new().unwrap();
+        lot.registry()
+            .register(&mut server, Token(7), Interest::READABLE)
+            .unwrap();
+        let mut events = Events::with_capacity(4);
+        lot.poll(&mut events, Some(Duration::from_secs(5))).unwrap();
+        let tokens: Vec<_> = events
+            .iter()
+            .map(|e| (e.token(), e.is_readable()))
+            .collect();
+        assert_eq!(tokens, [(Token(7), true)]);
     }
 }

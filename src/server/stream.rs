@@ -1,7 +1,7 @@
 //! The accept loop for stream listeners (TCP, TLS, Unix): access control
 //! at accept, the connection limit, the parking lot where new connections
-//! wait for their first bytes, the TLS handshake, and one task per active
-//! connection.
+//! wait for their first bytes (and quiet ones for their next), the TLS
+//! handshake, and one task per active connection.
 
 use std::io;
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use crate::metrics::StreamMetrics;
 use crate::net::listener::{Conn, StreamListener};
 use crate::net::stream::{Stream, TlsStream};
 use crate::server::parking::ParkingLot;
-use crate::service::{ConnContext, HANDSHAKE_TIMEOUT, ListenerContext, Service};
+use crate::service::{ConnContext, Ended, HANDSHAKE_TIMEOUT, ListenerContext, Service};
 use crate::shutdown::Shutdown;
 
 /// What a connection over `--max-conns` is told before it is closed.
@@ -64,13 +64,15 @@ pub(super) struct Handler {
 }
 
 impl Handler {
-    /// Spawns the task serving `conn`; it holds `permit` until it ends.
-    pub(super) fn spawn(&self, conn: Conn, permit: Permit) {
+    /// Spawns the task serving `conn`; it holds `permit` until it ends,
+    /// or hands both back to `lot` when the connection goes quiet.
+    pub(super) fn spawn(&self, conn: Conn, permit: Permit, lot: &Arc<ParkingLot>) {
         let span =
             tracing::debug_span!("conn", service = self.service.kind().name(), peer = %conn.peer);
         let service = self.service.clone();
-        let tls = self.tls.clone();
+        let mut tls = self.tls.clone();
         let metrics = self.metrics.clone();
+        let lot = lot.clone();
         let ctx = ConnContext {
             peer: conn.peer,
             listener: self.ctx.clone(),
@@ -78,9 +80,26 @@ impl Handler {
         self.shutdown.tasks.spawn(
             async move {
                 tracing::debug!("open");
-                match serve(service, conn, tls, &ctx, &metrics).await {
-                    Ok(()) => tracing::debug!("closed"),
-                    Err(e) => tracing::debug!(error = %e, "closed with error"),
+                let (mut conn, mut permit) = (conn, permit);
+                loop {
+                    // The handshake, if any, happens on the first turn only.
+                    match serve(&service, conn, tls.take(), &ctx, &metrics).await {
+                        Ok(None) => tracing::debug!("closed"),
+                        Ok(Some(quiet)) => match lot.repark(quiet, permit) {
+                            Ok(()) => {
+                                tracing::debug!("parked");
+                                return;
+                            }
+                            // The lot has closed (the server is shutting
+                            // down): serve on from here.
+                            Err((quiet, back)) => {
+                                (conn, permit) = (quiet, back);
+                                continue;
+                            }
+                        },
+                        Err(e) => tracing::debug!(error = %e, "closed with error"),
+                    }
+                    break;
                 }
                 drop(permit);
             }
@@ -89,16 +108,17 @@ impl Handler {
     }
 }
 
-/// One connection, from registration to close. A failed handshake counts
-/// as a TLS failure, any other error under its kind.
+/// One connection, from registration to close, or until it goes quiet:
+/// then it comes back unregistered, to be parked. A failed handshake
+/// counts as a TLS failure, any other error under its kind.
 async fn serve(
-    service: Service,
+    service: &Service,
     conn: Conn,
     tls: Option<TlsSetup>,
     ctx: &ConnContext,
     metrics: &StreamMetrics,
-) -> io::Result<()> {
-    let accepted = conn.accepted;
+) -> io::Result<Option<Conn>> {
+    let (peer, accepted) = (conn.peer, conn.accepted);
     let mut stream = conn
         .into_stream()
         .inspect_err(|e| metrics.errors.count(e))?;
@@ -113,15 +133,26 @@ async fn serve(
                 };
                 done?
             }
-            _ = ctx.force_close.cancelled() => return Ok(()),
+            _ = ctx.force_close.cancelled() => return Ok(None),
         };
     }
     let stream = stream.metered(ctx.metrics.bytes.clone());
-    let served = service.serve_stream(stream, ctx).await;
-    if let Err(e) = &served {
-        metrics.errors.count(e);
+    match service.serve_stream(stream, ctx).await {
+        Ok(Ended::Closed) => Ok(None),
+        Ok(Ended::Quiet {
+            stream,
+            last_active,
+        }) => {
+            let socket = stream
+                .into_plain()
+                .inspect_err(|e| metrics.errors.count(e))?;
+            Ok(Some(Conn::from_plain(socket, peer, accepted, last_active)))
+        }
+        Err(e) => {
+            metrics.errors.count(&e);
+            Err(e)
+        }
     }
-    served
 }
 
 /// The server side of a TLS handshake, given until `deadline`. A client
@@ -181,7 +212,7 @@ impl Acceptor {
         per_ip: Option<Arc<PerIp>>,
         handler: Handler,
     ) -> std::io::Result<(Self, impl Future<Output = ()>)> {
-        let (lot, poll) = ParkingLot::new()?;
+        let (lot, poll) = ParkingLot::new(handler.metrics.parked.clone())?;
         // A connection still silent when its first words are due is
         // closed while parked: a TLS client without its ClientHello by
         // the handshake deadline, an HTTP client without a request head
@@ -195,12 +226,12 @@ impl Acceptor {
         .flatten()
         .min();
         let lot_task = {
-            let handler = handler.clone();
+            let (handler, lot) = (handler.clone(), lot.clone());
             lot.clone().run(
                 poll,
                 lot_timeout,
                 handler.shutdown.clone(),
-                move |conn, permit| handler.spawn(conn, permit),
+                move |conn, permit| handler.spawn(conn, permit, &lot),
             )
         };
         let acceptor = Acceptor {
@@ -259,9 +290,9 @@ impl Acceptor {
         // Over TLS the client always speaks first (its ClientHello).
         let client_first = self.handler.service.waits_for_client() || self.handler.tls.is_some();
         if !client_first {
-            self.handler.spawn(conn, permit);
+            self.handler.spawn(conn, permit, &self.lot);
         } else if let Err((conn, permit)) = self.lot.park(conn, permit) {
-            self.handler.spawn(conn, permit);
+            self.handler.spawn(conn, permit, &self.lot);
         }
     }
 

@@ -6,7 +6,7 @@ use std::io;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::net::stream::Stream;
-use crate::service::{ConnContext, IdleTimer};
+use crate::service::{ConnContext, IdleTimer, Served, Silence};
 
 /// First read buffer; small so that idle connections stay cheap.
 const INITIAL_BUFFER: usize = 4 * 1024;
@@ -16,14 +16,16 @@ const MAX_BUFFER: usize = 64 * 1024;
 
 /// Echoes (or with `reply == false`, discards) until the client closes.
 /// The client's half-close is passed on: once everything is echoed, our
-/// write side is shut down too.
+/// write side is shut down too. With `park_after`, a connection quiet
+/// that long is handed back ([`Served::Quiet`]; everything read has been
+/// echoed by then) and its buffer freed.
 ///
 /// # Errors
 /// I/O errors on the stream; the caller logs them.
-pub async fn serve(stream: &mut Stream, ctx: &ConnContext, reply: bool) -> io::Result<()> {
+pub async fn serve(stream: &mut Stream, ctx: &ConnContext, reply: bool) -> io::Result<Served> {
     // Allocated at the first sign of data: idle connections stay small.
     let mut buf = Vec::new();
-    let mut idle = IdleTimer::new(ctx.idle_timeout);
+    let mut idle = IdleTimer::parking(ctx.idle_timeout, ctx.park_after);
     // Made once, not per read: see message.rs.
     let force_close = ctx.force_close.cancelled();
     tokio::pin!(force_close);
@@ -31,19 +33,22 @@ pub async fn serve(stream: &mut Stream, ctx: &ConnContext, reply: bool) -> io::R
         let n = tokio::select! {
             biased;
             n = read_into(stream, &mut buf) => n?,
-            _ = &mut force_close => return Ok(()),
-            _ = idle.expired() => return Ok(()),
+            _ = &mut force_close => return Ok(Served::Closed),
+            silence = idle.silence() => match silence {
+                Silence::Idle => return Ok(Served::Closed),
+                Silence::Quiet => return Ok(Served::Quiet(idle.last_active())),
+            },
         };
         if n == 0 {
-            return stream.shutdown().await;
+            return stream.shutdown().await.map(|()| Served::Closed);
         }
         idle.touch();
         if reply {
             tokio::select! {
                 biased;
                 r = stream.write_all(&buf[..n]) => r?,
-                _ = &mut force_close => return Ok(()),
-                _ = idle.expired() => return Ok(()),
+                _ = &mut force_close => return Ok(Served::Closed),
+                _ = idle.expired() => return Ok(Served::Closed),
             }
         }
         if n == buf.len() && buf.len() < MAX_BUFFER {

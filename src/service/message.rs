@@ -15,7 +15,9 @@ use tokio::time::Instant;
 use crate::net::frame::{Frame, LineBuffer};
 use crate::net::stream::Stream;
 use crate::service::clock::Clock;
-use crate::service::{ConnContext, IdleTimer, hello, ping, timestamp, write_bounded};
+use crate::service::{
+    ConnContext, IdleTimer, Served, Silence, hello, ping, timestamp, write_bounded,
+};
 
 /// Replies are written once this much has been gathered, even mid-batch,
 /// so a flood of pipelined lines cannot grow the reply buffer unboundedly.
@@ -50,15 +52,21 @@ pub fn too_long_reply(max_line: usize, out: &mut Vec<u8>) {
 }
 
 /// Serves one connection until the client closes, goes idle, or the
-/// shutdown grace period ends.
+/// shutdown grace period ends; or, with `park_after`, until it has been
+/// quiet that long with no partial line held ([`Served::Quiet`]: every
+/// reply has been written by then, and the buffers go with the task).
 ///
 /// # Errors
 /// I/O errors on the stream (a reset client, say); the caller logs them.
-pub async fn serve(kind: MessageKind, stream: &mut Stream, ctx: &ConnContext) -> io::Result<()> {
+pub async fn serve(
+    kind: MessageKind,
+    stream: &mut Stream,
+    ctx: &ConnContext,
+) -> io::Result<Served> {
     let mut lines = LineBuffer::new(ctx.max_line);
     let mut out = Vec::new();
     let mut clock = Clock::new();
-    let mut idle = IdleTimer::new(ctx.idle_timeout);
+    let mut idle = IdleTimer::parking(ctx.idle_timeout, ctx.park_after);
     let flush = tokio::time::sleep(ctx.flush_delay);
     // Made once: a fresh `cancelled()` each turn would join and leave the
     // token's waiter list on every read.
@@ -76,7 +84,7 @@ pub async fn serve(kind: MessageKind, stream: &mut Stream, ctx: &ConnContext) ->
                         ctx.metrics.messages.inc();
                     }
                     write_bounded(stream, &mut out, ctx, &mut idle).await?;
-                    return Ok(());
+                    return Ok(Served::Closed);
                 }
                 idle.touch();
                 // Counted once per read, not per line: one atomic add for
@@ -104,11 +112,19 @@ pub async fn serve(kind: MessageKind, stream: &mut Stream, ctx: &ConnContext) ->
                 }
                 write_bounded(stream, &mut out, ctx, &mut idle).await?;
             }
-            _ = &mut force_close => return Ok(()),
-            _ = idle.expired() => {
-                tracing::debug!("closing idle connection");
-                return Ok(());
-            }
+            _ = &mut force_close => return Ok(Served::Closed),
+            // A partial line is answered within the flush delay: silence
+            // is judged after that.
+            silence = idle.silence(), if !partial_waiting => match silence {
+                Silence::Idle => {
+                    tracing::debug!("closing idle connection");
+                    return Ok(Served::Closed);
+                }
+                // Mid-way through dropping an over-long line: that state
+                // lives in the buffer, so the connection keeps its task.
+                Silence::Quiet if !lines.is_clear() => idle.defer_park(),
+                Silence::Quiet => return Ok(Served::Quiet(idle.last_active())),
+            },
         }
     }
 }

@@ -248,6 +248,10 @@ pub struct ListenerContext {
     pub max_line: usize,
     /// Close connections silent for this long; `None`: never.
     pub idle_timeout: Option<Duration>,
+    /// Hand a connection silent this long back to the parking lot
+    /// (`--park-after`): the line services and echo do, on plain TCP and
+    /// Unix streams; `None`: never (and on every TLS listener).
+    pub park_after: Option<Duration>,
     /// How long a message with no line end waits before it is answered as a
     /// bare message.
     pub flush_delay: Duration,
@@ -358,21 +362,28 @@ impl Service {
     }
 
     /// Serves one stream connection (TCP, Unix, or TLS on top of TCP),
-    /// and ends it: over TLS with close_notify (SPEC 3).
+    /// and ends it: over TLS with close_notify (SPEC 3). A plain
+    /// connection of a line service or echo that has gone quiet for
+    /// `park_after` comes back as [`Ended::Quiet`], to be parked.
     ///
     /// # Errors
     /// I/O errors on the stream; they end only this connection.
-    pub async fn serve_stream(&self, mut stream: Stream, ctx: &ConnContext) -> io::Result<()> {
+    pub async fn serve_stream(&self, mut stream: Stream, ctx: &ConnContext) -> io::Result<Ended> {
         match self {
-            Service::Classic(classic) => {
-                let served = classic.serve_stream(&mut stream, ctx).await;
-                close_tls(&mut stream).await;
-                served
-            }
+            Service::Classic(classic) => match classic.serve_stream(&mut stream, ctx).await {
+                Ok(Served::Quiet(last_active)) => Ok(Ended::Quiet {
+                    stream,
+                    last_active,
+                }),
+                served => {
+                    close_tls(&mut stream).await;
+                    served.map(|_| Ended::Closed)
+                }
+            },
             Service::Chat(hub) => {
                 let served = crate::chat::session::serve(hub, &mut stream, ctx).await;
                 close_tls(&mut stream).await;
-                served
+                served.map(|()| Ended::Closed)
             }
             // hyper shuts the stream down itself when the connection ends.
             Service::Http(site) => {
@@ -380,13 +391,46 @@ impl Service {
                 let requests = ctx.metrics.http.clone();
                 crate::http::conn::serve(site.clone(), stream, ctx.peer, requests, stop, force)
                     .await
+                    .map(|()| Ended::Closed)
             }
             // hyper, or the WebSocket's close, ends the stream.
-            Service::ChatWeb(hub) => crate::chat::web::serve(hub, stream, ctx).await,
+            Service::ChatWeb(hub) => crate::chat::web::serve(hub, stream, ctx)
+                .await
+                .map(|()| Ended::Closed),
             // The relay shuts the stream down when the child's output ends.
-            Service::Exec(command) => exec::serve(command, stream, ctx).await,
+            Service::Exec(command) => exec::serve(command, stream, ctx)
+                .await
+                .map(|()| Ended::Closed),
         }
     }
+}
+
+/// How a connection's service ended with it.
+#[derive(Debug)]
+pub enum Ended {
+    /// The connection is over: the client closed, it timed out, or the
+    /// server is shutting down.
+    Closed,
+    /// The client has said nothing for `park_after`, and nothing is
+    /// buffered either way: the stream is handed back to wait, taskless,
+    /// for its next bytes.
+    Quiet {
+        /// The connection, still open.
+        stream: Stream,
+        /// When the client last sent something: the idle timeout counts
+        /// from here.
+        last_active: Instant,
+    },
+}
+
+/// How a service's loop over a lent stream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    /// Done with the connection.
+    Closed,
+    /// Quiet since the instant given, with nothing buffered: the caller
+    /// may park the stream.
+    Quiet(Instant),
 }
 
 /// Sends close_notify on a TLS stream that is done, unless the client is
@@ -398,14 +442,19 @@ async fn close_tls(stream: &mut Stream) {
 }
 
 impl Classic {
-    async fn serve_stream(self, stream: &mut Stream, ctx: &ConnContext) -> io::Result<()> {
+    async fn serve_stream(self, stream: &mut Stream, ctx: &ConnContext) -> io::Result<Served> {
+        let closed = |()| Served::Closed;
         match self {
             Classic::Message(kind) => message::serve(kind, stream, ctx).await,
             Classic::Echo => echo::serve(stream, ctx, true).await,
             Classic::Discard => echo::serve(stream, ctx, false).await,
-            Classic::Chargen => chargen::serve(stream, ctx).await,
-            Classic::Daytime => daytime::serve(stream, ctx, daytime::daytime_reply).await,
-            Classic::Time => daytime::serve(stream, ctx, daytime::time_reply).await,
+            Classic::Chargen => chargen::serve(stream, ctx).await.map(closed),
+            Classic::Daytime => daytime::serve(stream, ctx, daytime::daytime_reply)
+                .await
+                .map(closed),
+            Classic::Time => daytime::serve(stream, ctx, daytime::time_reply)
+                .await
+                .map(closed),
         }
     }
 
@@ -450,31 +499,72 @@ impl Classic {
 
 /// Closes a connection after a stretch of silence, cheaply: activity only
 /// records an `Instant`; the timer is re-armed when it fires early, not on
-/// every read.
+/// every read. Made with [`IdleTimer::parking`], it also tells when the
+/// connection has been quiet long enough to be parked.
 #[derive(Debug)]
 pub struct IdleTimer {
     timeout: Option<Duration>,
+    park_after: Option<Duration>,
+    /// The client's last activity.
     last: Instant,
+    /// Where the quiet interval counts from: `last`, or later when a
+    /// connection could not be parked when it was due.
+    quiet_since: Instant,
     sleep: Pin<Box<Sleep>>,
 }
+
+/// What a stretch of silence has come to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Silence {
+    /// Quiet for the park interval: the connection may be parked.
+    Quiet,
+    /// Silent for the idle timeout: the connection is to be closed.
+    Idle,
+}
+
+/// A deadline far enough away to stand for "never".
+const FAR: Duration = Duration::from_secs(86_400 * 365);
 
 impl IdleTimer {
     /// A timer for `timeout` of silence; `None` never fires.
     pub fn new(timeout: Option<Duration>) -> Self {
+        Self::parking(timeout, None)
+    }
+
+    /// A timer for `timeout` of silence that also reports
+    /// [`Silence::Quiet`] after `park_after` of it (when that comes
+    /// first); `None`s never fire.
+    pub fn parking(timeout: Option<Duration>, park_after: Option<Duration>) -> Self {
         let now = Instant::now();
-        let first = timeout.unwrap_or(Duration::from_secs(86_400 * 365));
+        let park_after = park_after.filter(|p| timeout.is_none_or(|t| *p < t));
+        let first = park_after.or(timeout).unwrap_or(FAR);
         IdleTimer {
             timeout,
+            park_after,
             last: now,
+            quiet_since: now,
             sleep: Box::pin(tokio::time::sleep_until(now + first)),
         }
     }
 
     /// Records activity.
     pub fn touch(&mut self) {
-        if self.timeout.is_some() {
+        if self.timeout.is_some() || self.park_after.is_some() {
             self.last = Instant::now();
+            self.quiet_since = self.last;
         }
+    }
+
+    /// When the client was last active (when the timer was made, if it
+    /// has not been since).
+    pub fn last_active(&self) -> Instant {
+        self.last
+    }
+
+    /// The connection could not be parked when it was due: report
+    /// [`Silence::Quiet`] again only after another park interval.
+    pub fn defer_park(&mut self) {
+        self.quiet_since = Instant::now();
     }
 
     /// Completes once the connection has been silent for the timeout.
@@ -489,6 +579,31 @@ impl IdleTimer {
                 return;
             }
             self.sleep.as_mut().reset(deadline);
+        }
+    }
+
+    /// Completes once the connection has been quiet for the park
+    /// interval or silent for the idle timeout, whichever comes first.
+    pub async fn silence(&mut self) -> Silence {
+        let park = self.park_after.map(|p| self.quiet_since + p);
+        let idle = self.timeout.map(|t| self.last + t);
+        let Some(next) = park.into_iter().chain(idle).min() else {
+            return std::future::pending().await;
+        };
+        // `expired` may have left the timer at the later idle deadline.
+        if self.sleep.deadline() > next {
+            self.sleep.as_mut().reset(next);
+        }
+        loop {
+            self.sleep.as_mut().await;
+            let now = Instant::now();
+            if idle.is_some_and(|d| now >= d) {
+                return Silence::Idle;
+            }
+            if park.is_some_and(|d| now >= d) {
+                return Silence::Quiet;
+            }
+            self.sleep.as_mut().reset(next);
         }
     }
 }
@@ -584,5 +699,41 @@ mod tests {
         let start = Instant::now();
         idle.expired().await;
         assert_eq!(start.elapsed(), Duration::from_secs(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silence_says_quiet_first_then_idle() {
+        let mut idle =
+            IdleTimer::parking(Some(Duration::from_secs(10)), Some(Duration::from_secs(2)));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        idle.touch();
+        let touched = idle.last_active();
+        let start = Instant::now();
+        assert_eq!(idle.silence().await, Silence::Quiet);
+        assert_eq!(start.elapsed(), Duration::from_secs(2));
+        // The write path's timer leaves it at the idle deadline; silence
+        // pulls it back to the park deadline.
+        idle.defer_park();
+        let deferred = Instant::now();
+        assert_eq!(idle.silence().await, Silence::Quiet);
+        assert_eq!(deferred.elapsed(), Duration::from_secs(2));
+        assert_eq!(idle.last_active(), touched);
+        // Parking deferred past the idle deadline: idle wins.
+        tokio::time::advance(Duration::from_millis(4500)).await;
+        idle.defer_park();
+        assert_eq!(idle.silence().await, Silence::Idle);
+        assert_eq!(Instant::now() - touched, Duration::from_secs(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_park_interval_past_the_idle_timeout_never_parks() {
+        let mut idle =
+            IdleTimer::parking(Some(Duration::from_secs(3)), Some(Duration::from_secs(5)));
+        let start = Instant::now();
+        assert_eq!(idle.silence().await, Silence::Idle);
+        assert_eq!(start.elapsed(), Duration::from_secs(3));
+        let mut never = IdleTimer::parking(None, None);
+        let waited = tokio::time::timeout(Duration::from_secs(3600), never.silence()).await;
+        assert!(waited.is_err());
     }
 }
