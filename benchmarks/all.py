@@ -60,7 +60,8 @@ SUITES = [
     Suite("room", "chat.py", "room-results.md",
           full=["--only", "room10k", "--rounds", "3"], quick=["--only", "room10k", "--rounds", "1"],
           limit_s=900),
-    Suite("conns", "conns.py", "conns-results.md", limit_s=900),
+    Suite("conns", "conns.py", "conns-results.md",
+          full=["--conns", "100000", "--workers", "8"], quick=["--conns", "18000"], limit_s=900),
     Suite("mesh", "mesh.py", "mesh-results.md", limit_s=900),
 ]
 

@@ -294,13 +294,12 @@ class Target:
                 "--max-conns", str(conns + FD_MARGIN), "--idle-timeout", "30m",
                 "--park-after", a.park_after]
         if a.workers:
+            # The parent serves the workers' metrics added up.
             argv += ["--workers", str(a.workers)]
-        else:
-            argv += ["--metrics", "127.0.0.1:0"]
+        argv += ["--metrics", "127.0.0.1:0"]
         proc = self.popen(argv)
         self.procs.append(proc)
-        lines = 1 if a.workers else 2
-        for _ in range(lines):
+        for _ in range(2):
             line = proc.stdout.readline()
             if not line.startswith("listening on "):
                 raise SystemExit(f"sockit: unexpected line {line!r}")
@@ -413,6 +412,7 @@ def main() -> None:
                          "what a quiet HTTP/1.1 connection costs)")
     ap.add_argument("--no-pin", action="store_true", help="do not pin server and clients to CPUs")
     ap.add_argument("--json", default=str(Path(__file__).resolve().parent / "conns-results.json"))
+    ap.add_argument("--out", help="also write the table here (markdown), as benchmarks/all.py asks")
     args = ap.parse_args()
     if args.conns < 1:
         raise SystemExit("--conns must be at least 1")
@@ -541,17 +541,25 @@ def main() -> None:
         name += f" --workers {args.workers}"
     if args.servers > 1:
         name += f", {args.servers} processes"
-    print(f"\n{name}: {opened:,} of {args.conns:,} connections open "
-          f"({clients} client processes), base RSS {base:,} KiB\n")
-    print("| phase | RSS KiB | bytes/conn | answered | missing |")
-    print("| --- | --- | --- | --- | --- |")
     idle, quiet, final = phases["idle"], phases["quiet"], phases["final"]
-    print(f"| 1. open, never spoken | {idle['rss_kib']:,} | {idle['bytes_per_conn']:,.0f} | - | - |")
-    print(f"| 2. spoken, then quiet past {args.park_after} | {quiet['rss_kib']:,} "
-          f"| {quiet['bytes_per_conn']:,.0f} | {quiet['answered']:,} "
-          f"| {opened - quiet['answered']:,} |")
-    print(f"| 3. a request on every one | - | - | {final['answered']:,} | {missing:,} |")
-    print(f"\npeak RSS while all were speaking: {quiet['peak_rss_kib']:,} KiB; JSON in {args.json}")
+    table = [
+        f"{name}: {opened:,} of {args.conns:,} connections open "
+        f"({clients} client processes), base RSS {base:,} KiB, {report['when']}",
+        "",
+        "| phase | RSS KiB | bytes/conn | answered | missing |",
+        "| --- | --- | --- | --- | --- |",
+        f"| 1. open, never spoken | {idle['rss_kib']:,} | {idle['bytes_per_conn']:,.0f} | - | - |",
+        f"| 2. spoken, then quiet past {args.park_after} | {quiet['rss_kib']:,} "
+        f"| {quiet['bytes_per_conn']:,.0f} | {quiet['answered']:,} "
+        f"| {opened - quiet['answered']:,} |",
+        f"| 3. a request on every one | - | - | {final['answered']:,} | {missing:,} |",
+        "",
+        f"Peak RSS while all were speaking: {quiet['peak_rss_kib']:,} KiB; JSON in "
+        f"`{Path(args.json).name}`.",
+    ]
+    print("\n" + "\n".join(table))
+    if args.out:
+        Path(args.out).write_text("\n".join(table) + "\n")
     if missing or idle["failed"]:
         sys.exit(1)
 
