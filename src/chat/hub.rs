@@ -127,9 +127,9 @@ pub struct Inbox {
     pub dropped: CancellationToken,
 }
 
-/// A queue once bigger than this is given back when it empties, so a
-/// member costs little once a burst has passed.
-const KEPT_QUEUE: usize = 256;
+/// A queue once bigger than this (512 bytes of pointers) is given back
+/// when it empties, so a member costs little once a burst has passed.
+const KEPT_QUEUE: usize = 32;
 
 impl Inbox {
     /// Waits for lines, then moves up to `limit` of them (at least one)
@@ -1244,6 +1244,34 @@ mod tests {
         d.handle(parse("/join dev")).await;
         a.handle(parse("/join dev")).await;
         assert_eq!(drain(&mut di)[1..], ["* alice joined dev"]);
+    }
+
+    #[tokio::test]
+    async fn a_queue_grown_by_a_burst_is_given_back_and_no_line_is_lost() {
+        let hub = hub(ChatConfig::default());
+        let (a, _ai) = hub.join("a:1".into()).await;
+        let (_b, mut bi) = hub.join("b:1".into()).await;
+        for i in 0..500 {
+            a.handle(parse(&format!("line {i}"))).await;
+        }
+        let id = bi.id;
+        let capacity = |hub: &Hub| hub.lock().members[&id].queue.capacity();
+        assert!(capacity(&hub) >= 500);
+        // Taken in pieces (a writer's batch), as a slow socket would.
+        let mut got = Vec::new();
+        let mut batch = VecDeque::new();
+        while got.len() < 501 {
+            assert!(bi.recv_many(&mut batch, 64).await > 0);
+            got.extend(batch.drain(..).map(|line| line.to_string()));
+        }
+        assert_eq!(
+            got[0],
+            "* welcome, you are b:1 in lobby (/help for commands)"
+        );
+        let said: Vec<String> = (0..500).map(|i| format!("[a:1] line {i}")).collect();
+        assert_eq!(got[1..], said);
+        assert!(capacity(&hub) <= KEPT_QUEUE, "{}", capacity(&hub));
+        assert_eq!(bi.try_recv(), None);
     }
 
     #[tokio::test]
