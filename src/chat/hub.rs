@@ -332,8 +332,14 @@ impl Hub {
             let id = self.lock().reserve(&name);
             return self.admit(id, name, None);
         };
-        let (id, name) = self.claim_default(link, name).await;
-        let history = link.history(LOBBY).await;
+        // Boxed, as the other Redis requests below: a member's session
+        // (the connection's task) would otherwise be sized for these
+        // futures for its whole life, with or without --redis.
+        let (id, name, history) = Box::pin(async {
+            let (id, name) = self.claim_default(link, name).await;
+            (id, name, link.history(LOBBY).await)
+        })
+        .await;
         self.admit(id, name, history)
     }
 
@@ -547,11 +553,11 @@ impl Membership {
         if let Some(link) = &self.hub.link {
             match request {
                 ClientLine::Nick(new) => {
-                    self.nick_across(link, new).await;
+                    Box::pin(self.nick_across(link, new)).await;
                     return Flow::Continue;
                 }
                 ClientLine::Join(to) => {
-                    self.join_across(link, to).await;
+                    Box::pin(self.join_across(link, to)).await;
                     return Flow::Continue;
                 }
                 _ => {}
