@@ -42,6 +42,19 @@ member. Every line has a 32-byte text; every 8th carries its send time
   against the same load on one server. Skipped, saying so, when `sockit
   serve chat --help` lists no `--redis` or redis-server is missing.
 
+- room10k: one room of `--room-members` (10,000) members and one sender
+  at `--room-rate` lines/s (100) for `--room-duration` s (10), then a
+  burst of 100 lines in one write; generator benchmarks/roomload.py
+  (latency on every 50th member in join order, read eagerly; the others
+  read once a second by a second process, every line counted; the
+  server's RSS per member before the join, after it, after each member
+  sent a line, and after the traffic). sockit runs with `--quiet-joins
+  1000 --max-conns 10100`; the peer is benchmarks/peers/fanout_server.c,
+  a minimal C epoll room (no notices at all), the platform's reference.
+  ncat is not run here: it announces every connection to every member,
+  with no way to stop it (50 million lines to fill the room), and ngircd
+  would need 10,000 IRC logins, each told of every other member.
+
 The members set TCP_QUICKACK after every read (`--no-quickack` leaves
 delayed ACKs on). ncat and ngircd do not set TCP_NODELAY, and on
 loopback (MSS 64 KiB) Nagle then holds each of their small writes until
@@ -97,6 +110,8 @@ from run import Server, fmt, summarize, tree_cpu_seconds  # noqa: E402
 
 SOCKIT = Path(os.environ.get("SOCKIT_BIN", run.SOCKIT))
 LOAD = Path(__file__).resolve().parent / "chatload.py"
+ROOM_LOAD = Path(__file__).resolve().parent / "roomload.py"
+FANOUT_C = Path(__file__).resolve().parent / "peers" / "fanout_server.c"
 # A generator this busy (share of its core) was the limit of its run.
 GEN_BOUND = 0.9
 
@@ -105,7 +120,7 @@ GEN_BOUND = 0.9
 class Scenario:
     key: str
     title: str
-    mode: str  # one | rate | all (see chatload.Load)
+    mode: str  # one | rate | all (see chatload.Load) | room (roomload.py)
     members: int
     stuck: bool = False
     web: bool = False  # sockit only: members on the WebSocket
@@ -125,6 +140,7 @@ SCENARIOS = [
     Scenario("ws100", "one sender, 100 WebSocket members (closed loop)", "one", 100, web=True),
     Scenario("redis100", "two servers over Redis: sender on A, 100 members on B", "rate", 100,
              redis=True),
+    Scenario("room10k", "one room of 10,000, one sender", "room", 10_000),
 ]
 
 
@@ -189,9 +205,9 @@ def servers(tmp: Path) -> dict[str, tuple[Server, str]]:
     return out
 
 
-def run_generator(spec: dict, pids: list[int]) -> dict:
+def run_generator(spec: dict, pids: list[int], load: Path = LOAD, timeout: float = 30) -> dict:
     """Runs the generator; adds the servers' CPU over its measured part."""
-    argv = ["taskset", "-c", run.CLIENT_CPU, sys.executable, str(LOAD), json.dumps(spec)]
+    argv = ["taskset", "-c", run.CLIENT_CPU, sys.executable, str(load), json.dumps(spec)]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     result = None
     try:
@@ -203,7 +219,7 @@ def run_generator(spec: dict, pids: list[int]) -> dict:
             elif word.startswith("{"):
                 result = json.loads(word)
                 break
-        proc.wait(timeout=30)
+        proc.wait(timeout=timeout)
         if result is None:
             raise RuntimeError(f"generator failed: {proc.stderr.read().strip()[-800:]}")
     finally:
@@ -278,6 +294,66 @@ def measure_redis(sc: Scenario, args, tmp: Path) -> dict | None:
         redis.stop()
 
 
+def room_servers(tmp: Path) -> dict[str, tuple[Server, str]]:
+    """room10k's servers: sockit set for a big room, and the C reference."""
+    base = [a for a in SOCKIT_CHAT if a not in ("--max-conns", "5000")]
+    argv = [str(SOCKIT), *base, "--quiet-joins", "1000", "--max-conns", "10100", "-l",
+            "tcp://127.0.0.1:{port}"]
+    out = {"sockit": (Server("sockit", argv, set()), "/rooms")}
+    binary = tmp / "fanout_server"
+    if shutil.which("gcc"):
+        subprocess.run(["gcc", "-O2", "-o", str(binary), str(FANOUT_C)], check=True)
+        out["C epoll"] = (Server("C epoll", [str(binary), "{port}"], set()), "/nick x")
+    return out
+
+
+def measure_room(server: Server, spoke: str, args) -> dict | None:
+    server.start("chat")
+    try:
+        spec = {"members": args.room_members, "addr": ["127.0.0.1", server.port],
+                "rate": args.room_rate, "duration": args.room_duration, "burst": 100,
+                "sample_every": 50, "server_pid": server.pid, "spoke": spoke}
+        return run_generator(spec, [server.pid], ROOM_LOAD, timeout=120)
+    except Exception as e:
+        print(f"  {server.name} / room10k: {e}", file=sys.stderr)
+        return None
+    finally:
+        server.stop()
+
+
+def room_report(runs: dict, args) -> list[str]:
+    """room10k's own tables: latency, counts, memory."""
+    if not runs:
+        return []
+    out = ["", f"#### room10k: one room of {args.room_members:,} members, one sender at "
+           f"{args.room_rate:g} lines/s for {args.room_duration:g} s, then 100 lines at once", "",
+           "Latency on every 50th member (ms, from each line's intended send time; the burst: its last "
+           "line), every member's lines counted; server CPU over the measured part. Medians with "
+           "min-max.", "",
+           "| server | p50 ms | p99 ms | max ms | burst ms | deliveries counted / expected | fewest lines "
+           "a member got / sent | members closed | drop notices | server CPU µs/delivery | server core "
+           "busy | generator core busy | join s |",
+           "|" + " --- |" * 13]
+    for name, r in runs.items():
+        expected = median(r, "expected")
+        out.append(f"| {name} | {cell(r, 'p50', 2)} | {cell(r, 'p99', 2)} | {cell(r, 'max', 1)} | "
+                   f"{cell(r, 'burst_max', 1)} | {fmt(median(r, 'deliveries'))} / {fmt(expected)} | "
+                   f"{fmt(median(r, 'fewest'))} / {fmt(median(r, 'sent'))} | {cell(r, 'closed')} | "
+                   f"{cell(r, 'drop_notices')} | {cell(r, 'cpu_us', 3)} | {cell(r, 'server_cpu', 2)} | "
+                   f"{cell(r, 'gen_cpu', 2)} | {cell(r, 'join_s', 1)} |")
+    out += ["", "Server RSS per member (bytes: RSS after the phase less RSS with only the sender, over "
+            "the members; medians):", "",
+            "| server | joined, never spoke (quiet room) | then each sent a line and read its answer | "
+            "after the traffic |", "| --- | --- | --- | --- |"]
+    for name, r in runs.items():
+        cells = []
+        for phase in ("joined", "spoke", "traffic"):
+            s = summarize([x["rss_per_member"].get(phase) for x in r])
+            cells.append("-" if s is None else fmt(s[0]))
+        out.append(f"| {name} | " + " | ".join(cells) + " |")
+    return out
+
+
 def cell(runs: list[dict] | None, key: str, digits: int = 0) -> str:
     s = summarize([r.get(key) for r in runs or []])
     return "-" if s is None else f"{fmt(s[0], digits)} ({fmt(s[1], digits)}-{fmt(s[2], digits)})"
@@ -327,6 +403,8 @@ def report(results: dict, scenarios: list[Scenario], names: list[str], args, not
         + " | ".join(f"{n} p50 / p99 ms" for n in names) + " |",
         "|" + " --- |" * (1 + 2 * len(names) + len(peers)),
     ]
+    room = {n: r for (key, n), r in results.items() if key == "room10k"}
+    scenarios = [sc for sc in scenarios if sc.mode != "room"]
     for sc in scenarios:
         row = [results.get((sc.key, n)) for n in names]
         if not any(row):
@@ -368,6 +446,7 @@ def report(results: dict, scenarios: list[Scenario], names: list[str], args, not
                        f"{cell(r, 'max', 1)} | {cell(r, 'cpu_us', 3)} | {cell(r, 'server_cpu', 2)} | "
                        f"{cell(r, 'gen_cpu', 2)} | {cell(r, 'sent')} | {cell(r, 'skipped')} | "
                        f"{cell(r, 'closed')} |")
+    out += room_report(room, args)
     out.append("")
     for n in names:
         a, b = median(results.get(("stuck100", n)), "dps"), median(results.get(("all100", n)), "dps")
@@ -413,6 +492,9 @@ def main() -> None:
     ap.add_argument("--fill", type=int, default=6_000_000,
                     help="all100, stuck100: bytes said in long lines before measuring (default 6 MB)")
     ap.add_argument("--probe-every", type=int, default=8, help="every Nth line carries its send time")
+    ap.add_argument("--room-members", type=int, default=10_000, help="room10k: members (default 10000)")
+    ap.add_argument("--room-rate", type=float, default=100, help="room10k: lines/s (default 100)")
+    ap.add_argument("--room-duration", type=float, default=10, help="room10k: seconds (default 10)")
     ap.add_argument("--no-quickack", action="store_true", help="members leave delayed ACKs on")
     ap.add_argument("--unpinned", action="store_true", help="server and generator on any CPU")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "chat-results.md"))
@@ -455,6 +537,16 @@ def main() -> None:
 
         for rnd in range(args.rounds):
             for sc in scenarios:
+                if sc.mode == "room":
+                    for name, (server, spoke) in room_servers(Path(tmp)).items():
+                        print(f"round {rnd + 1}/{args.rounds}: {sc.key} / {name}", file=sys.stderr)
+                        r = measure_room(server, spoke, args)
+                        if r:
+                            print(f"  p50 {fmt(r['p50'], 2)} p99 {fmt(r['p99'], 2)} ms, {r['deliveries']:,} of "
+                                  f"{r['expected']:,} delivered, closed {r['closed']}, RSS/member "
+                                  f"{r['rss_per_member']}", file=sys.stderr)
+                            results.setdefault((sc.key, name), []).append(r)
+                    continue
                 if sc.redis:
                     print(f"round {rnd + 1}/{args.rounds}: {sc.key} / sockit, one server", file=sys.stderr)
                     server, proto = have["sockit"]

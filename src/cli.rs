@@ -192,6 +192,11 @@ pub struct ChatArgs {
     /// chat: lines a member may send at once after a pause (default 20).
     #[arg(long, value_name = "N", value_parser = whole_number::<u32>(1, MAX_FLOOD.into()))]
     pub flood_burst: Option<u32>,
+    /// chat: rooms of more than N members get no `* NAME joined ROOM`,
+    /// `left` or `dropped (too slow)` notices, which cost a line to every
+    /// member each (default: every room gets them).
+    #[arg(long, value_name = "N", value_parser = whole_number::<usize>(0, MAX_MAX_CONNS as u64))]
+    pub quiet_joins: Option<usize>,
     /// chat: also serve the chat page at / and its WebSocket at /ws on
     /// ADDR (tcp://, tls:// for HTTPS, unix://); may be repeated.
     #[arg(long, value_name = "ADDR")]

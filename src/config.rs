@@ -34,6 +34,8 @@
 //! queue = 1000               # lines a member may fall behind
 //! flood_rate = 10            # lines/s per member; 0: off
 //! flood_burst = 20
+//! quiet_joins = 1000         # no join/leave notices in rooms bigger than
+//!                            # this (default: every room has them)
 //! web = ["tcp://127.0.0.1:5080"]   # the chat page and its WebSocket
 //! redis = "redis://127.0.0.1:6379"  # one chat with the other servers
 //! redis_prefix = "sockit:"          # on it; rediss:// with redis_ca =
@@ -587,6 +589,7 @@ struct ChatEntry {
     queue: Option<usize>,
     flood_rate: Option<u32>,
     flood_burst: Option<u32>,
+    quiet_joins: Option<usize>,
     #[serde(default)]
     web: Vec<String>,
     redis: Option<String>,
@@ -601,6 +604,7 @@ impl ChatEntry {
             queue: self.queue.or(cli.queue),
             flood_rate: self.flood_rate.or(cli.flood_rate),
             flood_burst: self.flood_burst.or(cli.flood_burst),
+            quiet_joins: self.quiet_joins.or(cli.quiet_joins),
             web: if self.web.is_empty() {
                 cli.web.clone()
             } else {
@@ -666,12 +670,13 @@ fn chat_config(service: ServiceKind, chat: &ChatArgs) -> Result<ChatConfig, Stri
         || chat.queue.is_some()
         || chat.flood_rate.is_some()
         || chat.flood_burst.is_some()
+        || chat.quiet_joins.is_some()
         || chat.redis.is_some();
     if service != ServiceKind::Chat {
         if given {
             return Err(format!(
-                "--history, --queue, --flood-rate, --flood-burst and --redis are for the chat \
-                 service, not {}",
+                "--history, --queue, --flood-rate, --flood-burst, --quiet-joins and --redis \
+                 are for the chat service, not {}",
                 service.name()
             ));
         }
@@ -683,8 +688,15 @@ fn chat_config(service: ServiceKind, chat: &ChatArgs) -> Result<ChatConfig, Stri
         queue: chat.queue.unwrap_or(defaults.queue),
         flood_rate: chat.flood_rate.unwrap_or(defaults.flood_rate),
         flood_burst: chat.flood_burst.unwrap_or(defaults.flood_burst),
+        quiet_joins: chat.quiet_joins,
         redis: redis_config(chat)?,
     };
+    if config.quiet_joins.is_some_and(|n| n > MAX_MAX_CONNS) {
+        return Err(format!(
+            "quiet_joins {}: must be between 0 and {MAX_MAX_CONNS}",
+            config.quiet_joins.unwrap_or_default()
+        ));
+    }
     if config.history > MAX_CHAT_HISTORY {
         return Err(format!(
             "history {}: must be between 0 and {MAX_CHAT_HISTORY}",
@@ -1016,6 +1028,7 @@ mod tests {
                 queue: 50,
                 flood_rate: 0,
                 flood_burst: 20,
+                quiet_joins: None,
                 redis: None,
             }
         );

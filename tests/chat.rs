@@ -385,6 +385,62 @@ fn the_grace_period_ends_lingering_members() {
 }
 
 #[test]
+fn lines_cut_across_reads_and_pauses_arrive_whole() {
+    // A quiet member reads through a stack buffer: what a read leaves of a
+    // line must be kept for the next one, and a line longer than that
+    // buffer (4 KiB) must arrive whole.
+    let server = chat(&["--flood-rate", "0"]);
+    let (mut a, mut b) = pair(&server);
+    for _ in 0..3 {
+        b.send_bytes(b"hel");
+        std::thread::sleep(Duration::from_millis(50));
+        b.send_bytes(b"lo\nwor");
+        std::thread::sleep(Duration::from_millis(50));
+        b.send_bytes(b"ld\n");
+        a.expect(&format!("[{}] hello", b.name));
+        a.expect(&format!("[{}] world", b.name));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let long = "x".repeat(4096 - b.name.len() - 10);
+    let mut burst = String::new();
+    for i in 0..20 {
+        burst.push_str(&format!("{i} {long}\n"));
+    }
+    b.send_bytes(burst.as_bytes());
+    for i in 0..20 {
+        a.expect(&format!("[{}] {i} {long}", b.name));
+    }
+    a.quiet();
+}
+
+#[test]
+fn quiet_joins_keeps_joins_and_leaves_from_big_rooms() {
+    let server = chat(&["--quiet-joins", "2"]);
+    let (mut a, mut b) = pair(&server);
+    // A third member makes the lobby bigger than 2: nobody hears it come
+    // or go, but its lines and renames are heard.
+    let mut c = Member::join(&server.addrs[0]);
+    c.send("/nick carol");
+    c.expect("* you are now carol");
+    a.expect(&format!("* {} is now carol", c.name));
+    c.send("hello");
+    b.expect(&format!("* {} is now carol", c.name));
+    b.expect("[carol] hello");
+    c.send("/quit");
+    c.expect("* bye");
+    // Back to two: a leave is told again.
+    b.send("/quit");
+    b.expect("* bye");
+    a.expect("[carol] hello");
+    a.expect(&format!("* {} left lobby", b.name));
+    let out = run_bounded(
+        &["serve", "echo", "--quiet-joins", "5"],
+        Duration::from_secs(10),
+    );
+    assert!(out.failure(2).contains("are for the chat service"));
+}
+
+#[test]
 fn chat_options_are_refused_for_other_services() {
     let out = run_bounded(
         &["serve", "echo", "--history", "5"],

@@ -70,6 +70,9 @@ pub struct ChatConfig {
     pub flood_rate: u32,
     /// Lines a member may send in a burst (at least 1).
     pub flood_burst: u32,
+    /// `--quiet-joins`: rooms of more than this many members get no join,
+    /// leave or drop notices; `None`: every room gets them (SPEC 5).
+    pub quiet_joins: Option<usize>,
     /// `--redis`: the other servers this one is a chat with.
     pub redis: Option<RedisConfig>,
 }
@@ -81,6 +84,7 @@ impl Default for ChatConfig {
             queue: DEFAULT_QUEUE,
             flood_rate: DEFAULT_FLOOD_RATE,
             flood_burst: DEFAULT_FLOOD_BURST,
+            quiet_joins: None,
             redis: None,
         }
     }
@@ -123,9 +127,9 @@ pub struct Inbox {
     pub dropped: CancellationToken,
 }
 
-/// A queue once bigger than this is given back when it empties, so a
-/// member costs little once a burst has passed.
-const KEPT_QUEUE: usize = 256;
+/// A queue once bigger than this (512 bytes of pointers) is given back
+/// when it empties, so a member costs little once a burst has passed.
+const KEPT_QUEUE: usize = 32;
 
 impl Inbox {
     /// Waits for lines, then moves up to `limit` of them (at least one)
@@ -215,6 +219,9 @@ struct State {
     next_id: MemberId,
     /// `--queue`: the most lines a member's queue holds.
     capacity: usize,
+    /// `--quiet-joins`: rooms bigger than this hear no joins and leaves
+    /// (`usize::MAX`: none is that big).
+    quiet_above: usize,
     members: IdMap<Member>,
     /// Members who left with lines still queued for them (their `* bye`):
     /// kept until their writer has taken them or their session ends.
@@ -262,6 +269,7 @@ impl Hub {
     pub fn new(config: ChatConfig) -> Hub {
         let state = State {
             capacity: config.queue.max(1),
+            quiet_above: config.quiet_joins.unwrap_or(usize::MAX),
             ..State::default()
         };
         Hub {
@@ -285,6 +293,7 @@ impl Hub {
         let (link, outbox) = Link::new(redis, config.history);
         let state = State {
             capacity: config.queue.max(1),
+            quiet_above: config.quiet_joins.unwrap_or(usize::MAX),
             link: Some(link.clone()),
             ..State::default()
         };
@@ -323,8 +332,14 @@ impl Hub {
             let id = self.lock().reserve(&name);
             return self.admit(id, name, None);
         };
-        let (id, name) = self.claim_default(link, name).await;
-        let history = link.history(LOBBY).await;
+        // Boxed, as the other Redis requests below: a member's session
+        // (the connection's task) would otherwise be sized for these
+        // futures for its whole life, with or without --redis.
+        let (id, name, history) = Box::pin(async {
+            let (id, name) = self.claim_default(link, name).await;
+            (id, name, link.history(LOBBY).await)
+        })
+        .await;
         self.admit(id, name, history)
     }
 
@@ -438,7 +453,12 @@ impl Hub {
                 state.tell(id, &line, &mut slow);
             }
         } else if let Some(room) = &event.room {
-            state.broadcast(room, &line, None, &mut slow);
+            // Another server's join or leave in a room too big for them
+            // here (`--quiet-joins`, counted on this server).
+            let presence = !event.said && is_presence(&line);
+            if !(presence && state.quiet(room, 0)) {
+                state.broadcast(room, &line, None, &mut slow);
+            }
             if event.said {
                 // Kept here too, for joins while Redis is out of reach.
                 state.remember(room, line, self.config.history);
@@ -463,7 +483,7 @@ impl Hub {
         let mut slow = Vec::new();
         let same = |a: Option<&RemoteMember>, b: &RemoteMember| a.is_some_and(|a| a.room == b.room);
         for (key, was) in &old {
-            if !same(roster.get(key), was) {
+            if !same(roster.get(key), was) && !state.quiet(&was.room, 0) {
                 let left = line(Notice::Left {
                     name: &was.name,
                     room: &was.room,
@@ -472,7 +492,7 @@ impl Hub {
             }
         }
         for (key, now) in &roster {
-            if !same(old.get(key), now) {
+            if !same(old.get(key), now) && !state.quiet(&now.room, 0) {
                 let joined = line(Notice::Joined {
                     name: &now.name,
                     room: &now.room,
@@ -533,11 +553,11 @@ impl Membership {
         if let Some(link) = &self.hub.link {
             match request {
                 ClientLine::Nick(new) => {
-                    self.nick_across(link, new).await;
+                    Box::pin(self.nick_across(link, new)).await;
                     return Flow::Continue;
                 }
                 ClientLine::Join(to) => {
-                    self.join_across(link, to).await;
+                    Box::pin(self.join_across(link, to)).await;
                     return Flow::Continue;
                 }
                 _ => {}
@@ -739,7 +759,10 @@ impl Membership {
                 name: &member.name,
                 room: &member.room,
             });
-            state.broadcast(&member.room, &left, None, &mut slow);
+            // Counted with the member, as its join was.
+            if !state.quiet(&member.room, 1) {
+                state.broadcast(&member.room, &left, None, &mut slow);
+            }
             state.publish(self.id, || Event {
                 room: Some(member.room.clone()),
                 line: Some(left),
@@ -755,6 +778,15 @@ impl Drop for Membership {
     fn drop(&mut self) {
         self.leave();
     }
+}
+
+/// Whether a line from another server is a join, leave or drop notice
+/// (what `--quiet-joins` keeps from big rooms); said lines are not asked.
+fn is_presence(line: &str) -> bool {
+    matches!(
+        Notice::parse(line),
+        Some(Notice::Joined { .. } | Notice::Left { .. } | Notice::Dropped { .. })
+    )
 }
 
 /// Why a member in `room` cannot `/join to`, as the notice it gets.
@@ -859,6 +891,15 @@ impl State {
         {
             slow.push(id);
         }
+    }
+
+    /// Whether `room`, with `gone` members who just left it counted in, is
+    /// too big for join and leave notices (`--quiet-joins`): each costs
+    /// a line to every member, and a room of 10,000 filling up would be
+    /// sent 50 million of them.
+    fn quiet(&self, room: &str, gone: usize) -> bool {
+        let here = self.rooms.get(room).map_or(0, |room| room.members.len());
+        here.saturating_add(gone) > self.quiet_above
     }
 
     /// Sends `line` to every member of `room` but `except`.
@@ -974,7 +1015,9 @@ impl State {
             name: &name,
             room: room_name,
         });
-        self.broadcast(room_name, &joined, Some(id), slow);
+        if !self.quiet(room_name, 0) {
+            self.broadcast(room_name, &joined, Some(id), slow);
+        }
         self.publish(id, || Event {
             room: Some(room_name.clone()),
             line: Some(joined),
@@ -1017,7 +1060,9 @@ impl State {
             name: &name,
             room: &room,
         });
-        self.broadcast(&room, &left, None, slow);
+        if !self.quiet(&room, 1) {
+            self.broadcast(&room, &left, None, slow);
+        }
         self.publish(id, || Event {
             room: Some(room),
             line: Some(left),
@@ -1079,7 +1124,9 @@ impl State {
             self.dropped += 1;
             tracing::info!(name = %member.name, "dropped: too slow");
             let dropped = line(Notice::Dropped { name: &member.name });
-            self.broadcast(&member.room, &dropped, None, &mut slow);
+            if !self.quiet(&member.room, 1) {
+                self.broadcast(&member.room, &dropped, None, &mut slow);
+            }
             self.publish(id, || Event {
                 room: Some(member.room.clone()),
                 line: Some(dropped),
@@ -1160,6 +1207,77 @@ mod tests {
         // Its name is free again, and its late leave changes nothing.
         drop(_stuck);
         assert_eq!(drain(&mut ai), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn rooms_over_quiet_joins_hear_no_joins_or_leaves() {
+        let hub = hub(ChatConfig {
+            quiet_joins: Some(2),
+            queue: 4,
+            history: 0,
+            ..ChatConfig::default()
+        });
+        let (a, mut ai) = hub.join("a:1".into()).await;
+        let (b, mut bi) = hub.join("b:1".into()).await;
+        assert_eq!(drain(&mut ai)[1..], ["* b:1 joined lobby"]);
+        // A third member makes the room bigger than 2: no notice, either
+        // way, nor when it is dropped.
+        let (c, mut ci) = hub.join("c:1".into()).await;
+        assert_eq!(drain(&mut ci).len(), 1);
+        drop(c);
+        let (_stuck, stuck_inbox) = hub.join("s:1".into()).await;
+        assert_eq!(
+            drain(&mut bi),
+            ["* welcome, you are b:1 in lobby (/help for commands)"]
+        );
+        drain(&mut ai);
+        for i in 0..4 {
+            a.handle(parse(&format!("line {i}"))).await;
+        }
+        assert!(stuck_inbox.dropped.is_cancelled());
+        let lines: Vec<String> = (0..4).map(|i| format!("[a:1] line {i}")).collect();
+        assert_eq!(drain(&mut bi), lines);
+        assert_eq!(drain(&mut ai), Vec::<String>::new());
+        // Renames are still told, and so is a leave from a room of 2.
+        a.handle(parse("/nick alice")).await;
+        assert_eq!(drain(&mut bi), ["* a:1 is now alice"]);
+        drop(b);
+        assert_eq!(drain(&mut ai), ["* you are now alice", "* b:1 left lobby"]);
+        // Moving into a room of 2 or fewer is told there.
+        let (d, mut di) = hub.join("d:1".into()).await;
+        drain(&mut di);
+        drain(&mut ai);
+        d.handle(parse("/join dev")).await;
+        a.handle(parse("/join dev")).await;
+        assert_eq!(drain(&mut di)[1..], ["* alice joined dev"]);
+    }
+
+    #[tokio::test]
+    async fn a_queue_grown_by_a_burst_is_given_back_and_no_line_is_lost() {
+        let hub = hub(ChatConfig::default());
+        let (a, _ai) = hub.join("a:1".into()).await;
+        let (_b, mut bi) = hub.join("b:1".into()).await;
+        for i in 0..500 {
+            a.handle(parse(&format!("line {i}"))).await;
+        }
+        let id = bi.id;
+        let capacity = |hub: &Hub| hub.lock().members[&id].queue.capacity();
+        assert!(capacity(&hub) >= 500);
+        // Taken in pieces (a writer's batch), as a slow socket would.
+        let mut got = Vec::new();
+        let mut batch = VecDeque::new();
+        while got.len() < 501 {
+            assert!(bi.recv_many(&mut batch, 64).await > 0);
+            got.extend(batch.drain(..).map(|line| line.to_string()));
+        }
+        assert_eq!(
+            got[0],
+            "* welcome, you are b:1 in lobby (/help for commands)"
+        );
+        let said: Vec<String> = (0..500).map(|i| format!("[a:1] line {i}")).collect();
+        assert_eq!(got[1..], said);
+        assert!(capacity(&hub) <= KEPT_QUEUE, "{}", capacity(&hub));
+        assert_eq!(bi.try_recv(), None);
     }
 
     #[tokio::test]

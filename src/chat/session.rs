@@ -10,11 +10,13 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::command::{ClientLine, parse};
 use super::hub::{Flow, Hub, Inbox, Membership};
@@ -39,8 +41,14 @@ pub(super) const SEND_BUFFER: usize = 64 * 1024;
 pub(super) const DRAIN_WAIT: Duration = Duration::from_secs(2);
 
 /// The most read at once from a member: a sender's burst is fanned out
-/// in pieces this big (a quiet member's buffer stays at 4 KiB).
+/// in pieces this big.
 const READ_BUFFER: usize = 16 * 1024;
+
+/// The stack buffer a member's first read after a pause goes through:
+/// while a member is quiet its [`LineBuffer`] is given back, and only a
+/// line cut by the end of a read (or a read that filled this, a sender in
+/// full flow) allocates it again.
+const STACK_READ: usize = 4 * 1024;
 
 /// Lines taken from the queue at once: a burst's worth, written with as
 /// few system calls as [`WRITE_CHUNK`] allows.
@@ -50,13 +58,9 @@ pub(super) const WRITE_BATCH: usize = 1024;
 /// a member is one `write`, small enough to bound the buffer.
 const WRITE_CHUNK: usize = 64 * 1024;
 
-/// The batch of lines is given back past this many, so a member quiet
-/// after a burst costs what a new one does.
-pub(super) const KEPT_BATCH: usize = 256;
-
-/// The write buffer is given back when a batch of long lines grew it past
-/// this, so a member costs little once a burst has passed.
-const KEPT_WRITE_BUFFER: usize = WRITE_CHUNK + 16 * 1024;
+/// The batch of lines is given back past this many (512 bytes of
+/// pointers), so a member quiet after a burst costs what a new one does.
+pub(super) const KEPT_BATCH: usize = 32;
 
 /// Serves one member until it leaves, is dropped, or the grace period
 /// after a shutdown signal ends.
@@ -106,10 +110,18 @@ async fn read_lines<R: AsyncRead + Unpin>(
     let mut told_shutdown = false;
     let mut unyielded = 0;
     loop {
-        let spare = buf.spare();
+        // With no buffer (a new member, or one quiet since its last
+        // line), the read goes through the stack and only what it got is
+        // kept; otherwise straight into the buffer.
+        let unbuffered = buf.capacity() == 0;
+        let offered = if unbuffered {
+            STACK_READ.min(buf.first_read_len())
+        } else {
+            buf.spare().len()
+        };
         let n = tokio::select! {
             biased;
-            n = reader.read(&mut *spare) => n?,
+            n = read_some(reader, &mut buf, &mut telnet, unbuffered, offered) => n?,
             _ = ctx.stop_accepting.cancelled(), if !told_shutdown => {
                 told_shutdown = true;
                 member.notice(Notice::ShuttingDown);
@@ -126,8 +138,6 @@ async fn read_lines<R: AsyncRead + Unpin>(
             return Ok(());
         }
         idle.touch();
-        let kept = telnet.filter(&mut spare[..n]);
-        buf.filled(kept);
         if telnet.seen_telnet() {
             crlf.store(true, Ordering::Relaxed);
         }
@@ -145,6 +155,11 @@ async fn read_lines<R: AsyncRead + Unpin>(
                 Frame::TooLong => member.notice(Notice::TooLong { max: ctx.max_line }),
             }
         }
+        // The socket is drained (the read did not fill what was offered)
+        // and no line is half read: a quiet member keeps no buffer.
+        if n < offered {
+            buf.release_if_empty();
+        }
         // Once a buffer's worth has been fanned out, let the writers send
         // it before reading on: a long burst then leaves in pieces as it
         // comes in, not after it, and each piece is one large write per
@@ -155,6 +170,46 @@ async fn read_lines<R: AsyncRead + Unpin>(
             tokio::task::yield_now().await;
         }
     }
+}
+
+/// Reads once from the member into `buf`, through the telnet filter: into
+/// a stack buffer of `limit` bytes when `unbuffered` (the bytes then
+/// pushed into `buf`), else into `buf`'s spare room. The bytes read, 0 at
+/// EOF.
+async fn read_some<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut LineBuffer,
+    telnet: &mut TelnetFilter,
+    unbuffered: bool,
+    limit: usize,
+) -> io::Result<usize> {
+    if !unbuffered {
+        let spare = buf.spare();
+        let n = reader.read(&mut *spare).await?;
+        let kept = telnet.filter(&mut spare[..n]);
+        buf.filled(kept);
+        return Ok(n);
+    }
+    // The stack buffer lives only inside one poll, so a member waiting
+    // for its next line holds no buffer at all, not even in this future.
+    std::future::poll_fn(|cx| {
+        let mut stack = [0u8; STACK_READ];
+        let limit = limit.clamp(1, STACK_READ);
+        let mut read = ReadBuf::new(&mut stack[..limit]);
+        match Pin::new(&mut *reader).poll_read(cx, &mut read) {
+            Poll::Ready(Ok(())) => {
+                let n = read.filled().len();
+                let kept = telnet.filter(&mut stack[..n]);
+                if kept > 0 {
+                    buf.push(&stack[..kept]);
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
 }
 
 /// One line from the member: escaped, parsed, flood-checked, done.
@@ -182,13 +237,16 @@ async fn write_lines<W: AsyncWrite + Unpin>(
     crlf: &AtomicBool,
 ) -> io::Result<()> {
     let mut batch = VecDeque::new();
-    let mut out = Vec::new();
     while lines.recv_many(&mut batch, WRITE_BATCH).await > 0 {
         let end = if crlf.load(Ordering::Relaxed) {
             LineEnd::CrLf
         } else {
             LineEnd::Lf
         };
+        // Made for this batch and given back after it: a member between
+        // bursts holds no write buffer. Sized once, never regrown.
+        let bytes: usize = batch.iter().map(|line| line.len() + 2).sum();
+        let mut out = Vec::with_capacity(bytes.min(WRITE_CHUNK + 2 * 1024));
         for line in batch.drain(..) {
             out.extend_from_slice(line.as_bytes());
             out.extend_from_slice(end.bytes());
@@ -202,10 +260,6 @@ async fn write_lines<W: AsyncWrite + Unpin>(
         writer.flush().await?;
         if batch.capacity() > KEPT_BATCH {
             batch = VecDeque::new();
-        }
-        out.clear();
-        if out.capacity() > KEPT_WRITE_BUFFER {
-            out = Vec::new();
         }
     }
     Ok(())

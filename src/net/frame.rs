@@ -237,6 +237,25 @@ impl LineBuffer {
     pub fn capacity(&self) -> usize {
         self.buf.len()
     }
+
+    /// Gives the buffer's memory back when no bytes are waiting in it (an
+    /// over-long line being discarded stays discarded); true if it did.
+    /// A connection that goes quiet between lines then holds no buffer:
+    /// its next read can go through the stack, and [`push`] (or
+    /// [`spare`]) allocates again.
+    ///
+    /// [`push`]: LineBuffer::push
+    /// [`spare`]: LineBuffer::spare
+    pub fn release_if_empty(&mut self) -> bool {
+        if self.start != self.end || self.buf.is_empty() {
+            return false;
+        }
+        self.buf = Vec::new();
+        self.start = 0;
+        self.end = 0;
+        self.scanned = 0;
+        true
+    }
 }
 
 /// Splits a datagram into its message and the line end it carried, if any
@@ -358,6 +377,33 @@ mod tests {
             feed(&mut buf, &[b'y'; 4000]);
         }
         assert!(buf.capacity() <= 4096, "{}", buf.capacity());
+    }
+
+    #[test]
+    fn an_empty_buffer_is_given_back_and_nothing_pending_is_lost() {
+        let mut buf = LineBuffer::with_capacity(100, 1024);
+        assert!(!buf.release_if_empty(), "nothing allocated yet");
+        buf.push(b"one\ntw");
+        assert_eq!(buf.next_frame(), Some(Frame::Line(b"one", LineEnd::Lf)));
+        assert_eq!(buf.next_frame(), None);
+        // Half a line is waiting: the buffer stays.
+        assert!(!buf.release_if_empty());
+        assert!(buf.capacity() > 0);
+        buf.push(b"o\n");
+        assert_eq!(buf.next_frame(), Some(Frame::Line(b"two", LineEnd::Lf)));
+        assert!(buf.release_if_empty());
+        assert_eq!(buf.capacity(), 0);
+        // It works on as before, from the first read again.
+        buf.push(b"three\n");
+        assert_eq!(buf.next_frame(), Some(Frame::Line(b"three", LineEnd::Lf)));
+        // A line being discarded stays discarded across a release.
+        let mut buf = LineBuffer::with_capacity(4, 64);
+        buf.push(b"toolong");
+        assert_eq!(buf.next_frame(), Some(Frame::TooLong));
+        assert!(buf.release_if_empty());
+        buf.push(b"still\nok\n");
+        assert_eq!(buf.next_frame(), Some(Frame::Line(b"ok", LineEnd::Lf)));
+        assert_eq!(buf.next_frame(), None);
     }
 
     #[test]

@@ -126,7 +126,9 @@ async fn serve(
         let deadline = accepted + tls.handshake_timeout;
         stream = tokio::select! {
             biased;
-            done = accept_tls(&tls.acceptor, stream, deadline) => {
+            // Boxed: the handshake's state would otherwise size the task
+            // of every connection, TLS or not, for its whole life.
+            done = Box::pin(accept_tls(&tls.acceptor, stream, deadline)) => {
                 match &done {
                     Ok(_) => metrics.tls_ok.inc(),
                     Err(_) => metrics.tls_failed.inc(),

@@ -385,20 +385,31 @@ impl Service {
                 close_tls(&mut stream).await;
                 served.map(|()| Ended::Closed)
             }
+            // The three below are boxed: a connection's task is sized for
+            // the largest of these futures, and hyper's (2-2.6 KB) would
+            // otherwise be what every chat member and ping connection
+            // holds too. One allocation per connection for them.
             // hyper shuts the stream down itself when the connection ends.
             Service::Http(site) => {
                 let (stop, force) = (&ctx.stop_accepting, &ctx.force_close);
                 let requests = ctx.metrics.http.clone();
-                crate::http::conn::serve(site.clone(), stream, ctx.peer, requests, stop, force)
-                    .await
-                    .map(|()| Ended::Closed)
+                Box::pin(crate::http::conn::serve(
+                    site.clone(),
+                    stream,
+                    ctx.peer,
+                    requests,
+                    stop,
+                    force,
+                ))
+                .await
+                .map(|()| Ended::Closed)
             }
             // hyper, or the WebSocket's close, ends the stream.
-            Service::ChatWeb(hub) => crate::chat::web::serve(hub, stream, ctx)
+            Service::ChatWeb(hub) => Box::pin(crate::chat::web::serve(hub, stream, ctx))
                 .await
                 .map(|()| Ended::Closed),
             // The relay shuts the stream down when the child's output ends.
-            Service::Exec(command) => exec::serve(command, stream, ctx)
+            Service::Exec(command) => Box::pin(exec::serve(command, stream, ctx))
                 .await
                 .map(|()| Ended::Closed),
         }
