@@ -1,4 +1,4 @@
-//! A worker of `serve --workers N`: read the [`Setup`] and the sockets
+//! A worker of `serve --workers N`: read the `Setup` and the sockets
 //! from the parent, build the normal server on them, say ready, and
 //! serve until SIGTERM (sent by the parent) or until the parent is gone.
 //! It prints no `listening on` lines and serves no `--metrics` endpoint

@@ -10,10 +10,10 @@
 //! ```
 //!
 //! Each worker's stdin is its end of a private `SOCK_SEQPACKET` socket
-//! pair with the parent, its [`Channel`]: the parent sends a [`Setup`]
+//! pair with the parent, its `Channel`: the parent sends a `Setup`
 //! (which socket is which, the development certificate, the ticket keys)
 //! and then the descriptors themselves (`SCM_RIGHTS`); the worker says
-//! [`READY`] once it serves, and answers metrics requests on it. Secrets
+//! `READY` once it serves, and answers metrics requests on it. Secrets
 //! never go through argv or the environment; the environment only says
 //! that the process is a worker ([`WORKER_ENV`]). A worker whose channel
 //! closes (the parent is gone) shuts down as on SIGTERM.
