@@ -113,9 +113,15 @@ impl RateLimiter {
         }
     }
 
+    /// Whether replies to `source` are never limited (no limit set, or a
+    /// loopback source): then [`allow`](Self::allow) needs no clock.
+    pub fn exempt(&self, source: IpAddr) -> bool {
+        self.rate == 0.0 || source.to_canonical().is_loopback()
+    }
+
     /// Whether a reply to `source` may be sent now; takes a token if so.
     pub fn allow(&mut self, source: IpAddr, now: Instant) -> bool {
-        if self.rate == 0.0 || source.to_canonical().is_loopback() {
+        if self.exempt(source) {
             return true;
         }
         if self.buckets.len() >= MAX_SOURCES

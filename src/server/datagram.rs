@@ -283,7 +283,8 @@ fn admit(
         tracing::debug!(peer = %from, "dropped: denied by access rules");
         return false;
     }
-    if !rate.allow(from.ip(), Instant::now()) {
+    // The clock is read only for a source that is limited.
+    if !rate.exempt(from.ip()) && !rate.allow(from.ip(), Instant::now()) {
         metrics.dropped_rate.inc();
         tracing::debug!(peer = %from, "dropped: over the rate limit");
         return false;
