@@ -102,7 +102,9 @@ def measure(server: Server, mode: str, scheme: str, args: list[str], duration: s
     server.start(mode)
     try:
         cpu0 = tree_cpu_seconds(server.pid)
-        report = run.sockit_bench(f"{scheme}://127.0.0.1:{server.port}", args, duration, warmup)
+        # A sockit tls:// listener announces its port as tls_port.
+        port = server.tls_port if scheme == "tls" and server.tls_port else server.port
+        report = run.sockit_bench(f"{scheme}://127.0.0.1:{port}", args, duration, warmup)
         cpu = tree_cpu_seconds(server.pid) - cpu0
         measured = report["duration_s"]
         total_s = measured + float(warmup.rstrip("s"))
