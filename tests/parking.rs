@@ -9,7 +9,6 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -34,21 +33,13 @@ fn parked(metrics_url: &str) -> u64 {
 
 /// The value of the series `name` (of the one listener).
 fn series(metrics_url: &str, name: &str) -> u64 {
-    let addr = metrics_url.strip_prefix("http://").unwrap();
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(LIMIT)).unwrap();
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).unwrap();
-    let line = body
-        .lines()
-        .find(|l| l.starts_with(&format!("{name}{{")))
-        .unwrap_or_else(|| panic!("no {name} in {body}"));
-    line.rsplit_once(' ').unwrap().1.parse().unwrap()
+    let samples = common::scrape_metrics(metrics_url);
+    let prefix = format!("{name}{{");
+    let (_, value) = samples
+        .iter()
+        .find(|(k, _)| k.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no {name} in {samples:?}"));
+    *value as u64
 }
 
 /// Waits until `want` connections are parked.

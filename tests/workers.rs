@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpStream, UdpSocket};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -142,30 +142,6 @@ fn accepted(line: &str) -> u64 {
     line[at..].split(' ').next().unwrap().parse().unwrap()
 }
 
-/// GET /metrics: `name{labels}` → value.
-fn scrape(url: &str) -> std::collections::HashMap<String, f64> {
-    let addr = url.strip_prefix("http://").unwrap();
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(LIMIT)).unwrap();
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert!(body.ends_with("# EOF\n"), "{body}");
-    body.lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| {
-            let (k, v) = l.rsplit_once(' ').unwrap();
-            (k.to_owned(), v.parse().unwrap())
-        })
-        .collect()
-}
-
 #[test]
 fn two_workers_share_tcp_udp_and_unix_and_announce_once() {
     let dir = TempDir::new("workers");
@@ -213,7 +189,7 @@ fn two_workers_share_tcp_udp_and_unix_and_announce_once() {
         addrs[1]
     );
     loop {
-        let s = scrape(&addrs[3]);
+        let s = common::scrape_metrics(&addrs[3]);
         if s[&tcp_key] == CONNS as f64
             && s[&unix_key] == CONNS as f64
             && s[&udp_key] == CONNS as f64

@@ -730,6 +730,33 @@ pub fn tcp_from(local: &str, server: &str) -> TcpStream {
     s
 }
 
+/// GET /metrics from a `--metrics` endpoint (`http://HOST:PORT`): every
+/// sample as `name{labels}` → value. Asserts a 200 and a complete
+/// exposition (`# EOF`).
+pub fn scrape_metrics(url: &str) -> std::collections::HashMap<String, f64> {
+    use std::io::Write;
+    let addr = url.strip_prefix("http://").expect("an http:// URL");
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(body.ends_with("# EOF\n"), "{body}");
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let (k, v) = l.rsplit_once(' ').unwrap();
+            (k.to_owned(), v.parse().unwrap())
+        })
+        .collect()
+}
+
 /// A process's resident memory in KiB (`VmRSS` in /proc/PID/status).
 pub fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
