@@ -15,6 +15,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -360,9 +361,9 @@ impl Bound {
         }
     }
 
-    /// Takes on a socket bound by another process (a worker's parent):
-    /// `kind` says what it is, `path` is a Unix socket's file, which the
-    /// other process owns and removes.
+    /// Takes on a socket bound by another process (a worker's parent, or
+    /// systemd): `kind` says what it is, `path` is a Unix socket's file,
+    /// which the other process owns and removes.
     ///
     /// # Errors
     /// When tokio cannot register the socket.
@@ -451,47 +452,35 @@ pub fn from_systemd() -> io::Result<Vec<Bound>> {
     let mut bound = Vec::new();
     for i in 0..fds.len() {
         let name = names.get(i).map_or("", String::as_str);
-        if let Some(l) = fds.take_tcp_listener(i).ok().flatten() {
-            l.set_nonblocking(true)?;
-            bound.push(Bound::Stream(StreamListener::Tcp {
-                listener: TcpListener::from_std(l)?,
-                tls: name == "tls" || name.starts_with("tls-"),
-            }));
-        } else if let Some(s) = fds.take_udp_socket(i).ok().flatten() {
-            s.set_nonblocking(true)?;
-            bound.push(Bound::Datagram(DatagramSocket::Udp(UdpSocket::from_std(
-                s,
-            )?)));
-        } else if let Some(l) = fds.take_unix_listener(i).ok().flatten() {
-            l.set_nonblocking(true)?;
-            let path = l.local_addr()?.as_pathname().map(Path::to_path_buf);
-            bound.push(Bound::Stream(StreamListener::Unix {
-                listener: UnixListener::from_std(l)?,
-                // systemd owns the file: never remove it.
-                file: SocketFile {
-                    path: path.unwrap_or_default(),
-                    inode: None,
-                },
-            }));
-        } else if let Some(s) = fds.take_unix_datagram(i).ok().flatten() {
-            s.set_nonblocking(true)?;
-            let path = s.local_addr()?.as_pathname().map(Path::to_path_buf);
-            bound.push(Bound::Datagram(DatagramSocket::Unix {
-                socket: UnixDatagram::from_std(s)?,
-                file: SocketFile {
-                    path: path.unwrap_or_default(),
-                    inode: None,
-                },
-            }));
-        } else {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "LISTEN_FDS descriptor {} is not a TCP, UDP or Unix socket",
-                    3 + i
-                ),
-            ));
-        }
+        // What the descriptor is, and a Unix socket's file (systemd owns
+        // it: never removed here); then taken on like a worker's sockets.
+        let (kind, fd, path): (SocketKind, OwnedFd, Option<PathBuf>) =
+            if let Some(l) = fds.take_tcp_listener(i).ok().flatten() {
+                let tls = name == "tls" || name.starts_with("tls-");
+                let kind = if tls {
+                    SocketKind::Tls
+                } else {
+                    SocketKind::Tcp
+                };
+                (kind, l.into(), None)
+            } else if let Some(s) = fds.take_udp_socket(i).ok().flatten() {
+                (SocketKind::Udp, s.into(), None)
+            } else if let Some(l) = fds.take_unix_listener(i).ok().flatten() {
+                let path = l.local_addr()?.as_pathname().map(Path::to_path_buf);
+                (SocketKind::Unix, l.into(), path)
+            } else if let Some(s) = fds.take_unix_datagram(i).ok().flatten() {
+                let path = s.local_addr()?.as_pathname().map(Path::to_path_buf);
+                (SocketKind::UnixGram, s.into(), path)
+            } else {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "LISTEN_FDS descriptor {} is not a TCP, UDP or Unix socket",
+                        3 + i
+                    ),
+                ));
+            };
+        bound.push(Bound::adopt(kind, &path.unwrap_or_default(), fd)?);
     }
     Ok(bound)
 }
