@@ -10,13 +10,11 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::command::{ClientLine, parse};
 use super::hub::{Flow, Hub, Inbox, Membership};
@@ -25,7 +23,7 @@ use super::telnet::TelnetFilter;
 use super::text::clean;
 use crate::net::frame::{Frame, LineBuffer, LineEnd};
 use crate::net::ratelimit::TokenBucket;
-use crate::net::stream::Stream;
+use crate::net::stream::{Stream, UNBUFFERED_READ, read_through_stack};
 use crate::service::{ConnContext, IdleTimer};
 
 /// The kernel send buffer of a chat connection. Left to autotuning it
@@ -43,12 +41,6 @@ pub(super) const DRAIN_WAIT: Duration = Duration::from_secs(2);
 /// The most read at once from a member: a sender's burst is fanned out
 /// in pieces this big.
 const READ_BUFFER: usize = 16 * 1024;
-
-/// The stack buffer a member's first read after a pause goes through:
-/// while a member is quiet its [`LineBuffer`] is given back, and only a
-/// line cut by the end of a read (or a read that filled this, a sender in
-/// full flow) allocates it again.
-const STACK_READ: usize = 4 * 1024;
 
 /// Lines taken from the queue at once: a burst's worth, written with as
 /// few system calls as [`WRITE_CHUNK`] allows.
@@ -115,7 +107,7 @@ async fn read_lines<R: AsyncRead + Unpin>(
         // kept; otherwise straight into the buffer.
         let unbuffered = buf.capacity() == 0;
         let offered = if unbuffered {
-            STACK_READ.min(buf.first_read_len())
+            UNBUFFERED_READ.min(buf.first_read_len())
         } else {
             buf.spare().len()
         };
@@ -190,23 +182,13 @@ async fn read_some<R: AsyncRead + Unpin>(
         buf.filled(kept);
         return Ok(n);
     }
-    // The stack buffer lives only inside one poll, so a member waiting
-    // for its next line holds no buffer at all, not even in this future.
-    std::future::poll_fn(|cx| {
-        let mut stack = [0u8; STACK_READ];
-        let limit = limit.clamp(1, STACK_READ);
-        let mut read = ReadBuf::new(&mut stack[..limit]);
-        match Pin::new(&mut *reader).poll_read(cx, &mut read) {
-            Poll::Ready(Ok(())) => {
-                let n = read.filled().len();
-                let kept = telnet.filter(&mut stack[..n]);
-                if kept > 0 {
-                    buf.push(&stack[..kept]);
-                }
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
+    // While a member is quiet its `LineBuffer` is given back; only a line
+    // cut by the end of a read (or a read that filled the stack buffer, a
+    // sender in full flow) allocates it again.
+    read_through_stack(reader, limit, |bytes| {
+        let kept = telnet.filter(bytes);
+        if kept > 0 {
+            buf.push(&bytes[..kept]);
         }
     })
     .await

@@ -26,8 +26,9 @@ use crate::metrics::ByteMeter;
 /// A TLS session over TCP, from either side (tokio-rustls).
 pub type TlsStream = tokio_rustls::TlsStream<TcpStream>;
 
-/// Size of the stack buffer behind [`Stream::read_unbuffered`].
-const UNBUFFERED_READ: usize = 4096;
+/// Size of the stack buffer behind [`Stream::read_unbuffered`] and
+/// [`read_through_stack`].
+pub const UNBUFFERED_READ: usize = 4096;
 
 /// A connected byte stream, and the counters its bytes go to (server
 /// connections only).
@@ -256,30 +257,44 @@ impl Transport {
         match self {
             Transport::Tcp(s) => read_ready_into_stack!(s, limit, take),
             Transport::Unix(s) => read_ready_into_stack!(s, limit, take),
-            Transport::Tls(s) => {
-                // TLS has no readiness to wait on (the bytes that make a
-                // record may already sit in rustls' buffers), so the stack
-                // buffer lives only inside one poll.
-                let mut take = Some(take);
-                std::future::poll_fn(|cx| {
-                    let mut stack = [0u8; UNBUFFERED_READ];
-                    let mut buf = ReadBuf::new(&mut stack[..limit]);
-                    match Pin::new(&mut **s).poll_read(cx, &mut buf) {
-                        Poll::Ready(Ok(())) => {
-                            let n = buf.filled().len();
-                            if let Some(take) = take.take() {
-                                take(buf.filled());
-                            }
-                            Poll::Ready(Ok(n))
-                        }
-                        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-                        Poll::Pending => Poll::Pending,
-                    }
-                })
-                .await
-            }
+            // TLS has no readiness to wait on (the bytes that make a
+            // record may already sit in rustls' buffers).
+            Transport::Tls(s) => read_through_stack(&mut **s, limit, |bytes| take(bytes)).await,
         }
     }
+}
+
+/// Reads once from `reader` into a stack buffer of at most `limit` bytes
+/// (up to [`UNBUFFERED_READ`]) that lives only inside one poll, and hands
+/// what came to `take`, which may change it in place: so a connection
+/// waiting for its next bytes holds no buffer, not even in this future.
+/// The bytes read; 0 at EOF.
+///
+/// # Errors
+/// The read's.
+pub async fn read_through_stack<R, F>(reader: &mut R, limit: usize, take: F) -> io::Result<usize>
+where
+    R: AsyncRead + Unpin + ?Sized,
+    F: FnOnce(&mut [u8]),
+{
+    let limit = limit.clamp(1, UNBUFFERED_READ);
+    let mut take = Some(take);
+    std::future::poll_fn(|cx| {
+        let mut stack = [0u8; UNBUFFERED_READ];
+        let mut buf = ReadBuf::new(&mut stack[..limit]);
+        match Pin::new(&mut *reader).poll_read(cx, &mut buf) {
+            Poll::Ready(Ok(())) => {
+                let n = buf.filled().len();
+                if let Some(take) = take.take() {
+                    take(&mut stack[..n]);
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
 }
 
 /// Forwards a poll method to whichever transport the stream is.
