@@ -119,7 +119,7 @@ impl DatagramServer {
                                 })
                                 .await;
                         }
-                        Err(e) if e.raw_os_error() == Some(libc_enosys()) => {
+                        Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ENOSYS as i32) => {
                             unsupported = true;
                             break;
                         }
@@ -199,11 +199,6 @@ impl DatagramServer {
             }
         }
     }
-}
-
-/// The errno of a system call the kernel does not have.
-fn libc_enosys() -> i32 {
-    nix::errno::Errno::ENOSYS as i32
 }
 
 /// Datagrams handled per wake-up before the loop yields to other tasks.
