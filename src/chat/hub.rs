@@ -453,10 +453,11 @@ impl Hub {
                 state.tell(id, &line, &mut slow);
             }
         } else if let Some(room) = &event.room {
-            // Another server's join or leave in a room too big for them
-            // here (`--quiet-joins`, counted on this server).
-            let presence = !event.said && is_presence(&line);
-            if !(presence && state.quiet(room, 0)) {
+            // Another server's join or leave is held back from a room too
+            // big for them here (`--quiet-joins`, counted on this server).
+            if !event.said && is_presence(&line) {
+                state.announce(room, &line, None, 0, &mut slow);
+            } else {
                 state.broadcast(room, &line, None, &mut slow);
             }
             if event.said {
@@ -760,9 +761,7 @@ impl Membership {
                 room: &member.room,
             });
             // Counted with the member, as its join was.
-            if !state.quiet(&member.room, 1) {
-                state.broadcast(&member.room, &left, None, &mut slow);
-            }
+            state.announce(&member.room, &left, None, 1, &mut slow);
             state.publish(self.id, || Event {
                 room: Some(member.room.clone()),
                 line: Some(left),
@@ -902,6 +901,22 @@ impl State {
         here.saturating_add(gone) > self.quiet_above
     }
 
+    /// Sends a join, leave or drop notice as [`broadcast`](Self::broadcast)
+    /// does, unless the room is too big for them ([`quiet`](Self::quiet),
+    /// with `gone` members who just left counted in).
+    fn announce(
+        &mut self,
+        room: &str,
+        line: &Line,
+        except: Option<MemberId>,
+        gone: usize,
+        slow: &mut Vec<MemberId>,
+    ) {
+        if !self.quiet(room, gone) {
+            self.broadcast(room, line, except, slow);
+        }
+    }
+
     /// Sends `line` to every member of `room` but `except`.
     fn broadcast(
         &mut self,
@@ -1015,9 +1030,7 @@ impl State {
             name: &name,
             room: room_name,
         });
-        if !self.quiet(room_name, 0) {
-            self.broadcast(room_name, &joined, Some(id), slow);
-        }
+        self.announce(room_name, &joined, Some(id), 0, slow);
         self.publish(id, || Event {
             room: Some(room_name.clone()),
             line: Some(joined),
@@ -1060,9 +1073,7 @@ impl State {
             name: &name,
             room: &room,
         });
-        if !self.quiet(&room, 1) {
-            self.broadcast(&room, &left, None, slow);
-        }
+        self.announce(&room, &left, None, 1, slow);
         self.publish(id, || Event {
             room: Some(room),
             line: Some(left),
@@ -1124,9 +1135,7 @@ impl State {
             self.dropped += 1;
             tracing::info!(name = %member.name, "dropped: too slow");
             let dropped = line(Notice::Dropped { name: &member.name });
-            if !self.quiet(&member.room, 1) {
-                self.broadcast(&member.room, &dropped, None, &mut slow);
-            }
+            self.announce(&member.room, &dropped, None, 1, &mut slow);
             self.publish(id, || Event {
                 room: Some(member.room.clone()),
                 line: Some(dropped),
