@@ -414,6 +414,68 @@ fn lines_cut_across_reads_and_pauses_arrive_whole() {
 }
 
 #[test]
+fn lines_sent_in_one_write_arrive_in_order_with_each_members_line_ends() {
+    // One write of several lines goes to the room as one run: every line
+    // must still arrive on its own, in order, after a command in between
+    // is answered, with CRLF for a telnet member, and over TLS.
+    let server = serve(
+        &[
+            "chat",
+            "-l",
+            "tcp://127.0.0.1:0",
+            "-l",
+            "tls://127.0.0.1:0",
+            "--flood-rate",
+            "0",
+        ],
+        2,
+    );
+    let (mut plain, mut sender) = pair(&server);
+    let mut telnet = Member::join(&server.addrs[0]);
+    for member in [&mut plain, &mut sender] {
+        member.expect(&format!("* {} joined lobby", telnet.name));
+    }
+    let mut tls = Member::over(Box::new(tls_connect(server.host_port(1))));
+    for member in [&mut plain, &mut sender, &mut telnet] {
+        member.expect(&format!("* {} joined lobby", tls.name));
+    }
+    telnet.send_bytes(b"crlf please\r\n");
+    for member in [&mut plain, &mut sender, &mut tls] {
+        member.expect(&format!("[{}] crlf please", telnet.name));
+    }
+    // The lines before a command are said before it acts: before the
+    // rename, under the old name.
+    sender.send_bytes(b"one\n/me waves\n/nick zed\ntwo\nthree\n");
+    let n = sender.name.clone();
+    let said = [
+        format!("[{n}] one"),
+        format!("* {n} waves"),
+        format!("* {n} is now zed"),
+        "[zed] two".to_owned(),
+        "[zed] three".to_owned(),
+    ];
+    for line in &said {
+        assert_eq!(plain.raw_line(), format!("{line}\n"));
+        assert_eq!(telnet.raw_line(), format!("{line}\r\n"));
+        tls.expect(line);
+    }
+    sender.expect("* you are now zed");
+    sender.quiet();
+    let n = "zed";
+    // A burst far bigger than one read arrives whole and in order.
+    let burst: String = (0..5000).map(|i| format!("burst {i}\n")).collect();
+    sender.send_bytes(burst.as_bytes());
+    for i in 0..5000 {
+        let want = format!("[{n}] burst {i}");
+        assert_eq!(plain.line(), want);
+        assert_eq!(telnet.raw_line(), format!("{want}\r\n"));
+        assert_eq!(tls.line(), want);
+    }
+    plain.quiet();
+    sender.quiet();
+}
+
+#[test]
 fn quiet_joins_keeps_joins_and_leaves_from_big_rooms() {
     let server = chat(&["--quiet-joins", "2"]);
     let (mut a, mut b) = pair(&server);

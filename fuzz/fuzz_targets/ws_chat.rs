@@ -60,8 +60,10 @@ async fn session(data: &[u8]) {
     .await;
     assert!(ended.is_ok(), "the session did not end");
     assert_eq!(hub.members(), 1, "the member did not leave");
-    while let Some(line) = inbox.try_recv() {
-        assert!(!line.chars().any(char::is_control), "{line:?}");
-        assert!(line.starts_with("* ") || line.starts_with('['), "{line:?}");
+    while let Some(lines) = inbox.try_recv() {
+        for line in lines.iter() {
+            assert!(!line.chars().any(char::is_control), "{line:?}");
+            assert!(line.starts_with("* ") || line.starts_with('['), "{line:?}");
+        }
     }
 }

@@ -7,8 +7,11 @@
 //! member's lines go into its own bounded queue, a `VecDeque` kept under
 //! the hub's one short-held lock, and the session's writer takes them in
 //! batches at whatever pace the member's socket allows. A line into a
-//! queue costs a pointer push; the writer is woken only when its queue
-//! was empty, so a burst of lines costs each member one wake-up. A member whose queue is full
+//! queue costs a pointer push, and what a member said in one read goes
+//! in as one run ([`Lines`], made by [`Membership::speak`]): a burst
+//! costs each member one push, one wake-up and one write, whatever its
+//! length (the writer is woken only when its queue was empty, and
+//! writes the shared text as it is). A member whose queue is full
 //! is behind by `--queue` lines; it is dropped on the spot (its
 //! [`Inbox::dropped`] fires) and its room is told `* NAME dropped (too
 //! slow)`. So a stuck reader costs the room one failed push, then
@@ -19,6 +22,7 @@
 //! reads, and a member stuck in a blocked write never reads; a private
 //! `/msg` and a member's own notices need a per-member path anyway. Lines
 //! are `Arc<str>`, made once and shared by every queue they are put in.
+//! A member's `--queue` counts lines, a run as many as it holds.
 //!
 //! Memory is bounded by the limits: members by `--max-conns`, each queue
 //! by `--queue` lines of at most `--max-line` (escaped, four times that),
@@ -42,6 +46,52 @@ use crate::metrics::{ChatFigures, ChatSource};
 /// One line as members receive it, without its line end; shared by every
 /// queue it is in and by the room's history.
 pub type Line = Arc<str>;
+
+/// What a member's queue holds: one line, or a run of lines one member
+/// said one after another (what one read of it brought), joined by `\n`,
+/// without the last line end. Made once and shared by every queue it is
+/// in, so a burst costs each member one push and one write, as one read
+/// forwarded whole would.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lines {
+    text: Arc<str>,
+    count: usize,
+}
+
+impl Lines {
+    /// The lines as one text, joined by `\n`.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// How many lines: what they count for in a member's `--queue`.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// Each line, without its line end.
+    pub fn iter(&self) -> std::str::Split<'_, char> {
+        self.text.split('\n')
+    }
+}
+
+impl From<Line> for Lines {
+    fn from(text: Line) -> Lines {
+        Lines { text, count: 1 }
+    }
+}
+
+impl From<&Line> for Lines {
+    fn from(text: &Line) -> Lines {
+        Lines::from(text.clone())
+    }
+}
+
+impl From<&Lines> for Lines {
+    fn from(lines: &Lines) -> Lines {
+        lines.clone()
+    }
+}
 
 /// The room every member starts in.
 pub const LOBBY: &str = "lobby";
@@ -132,11 +182,11 @@ pub struct Inbox {
 const KEPT_QUEUE: usize = 32;
 
 impl Inbox {
-    /// Waits for lines, then moves up to `limit` of them (at least one)
-    /// into `lines`; 0 once the member has left and all that was queued
+    /// Waits for lines, then moves up to `limit` entries of them (at
+    /// least one) into `lines`; 0 once the member has left and all that was queued
     /// has been taken. An empty `lines` is swapped with the whole queue
     /// when it fits: no line is moved, and the two buffers take turns.
-    pub async fn recv_many(&mut self, lines: &mut VecDeque<Line>, limit: usize) -> usize {
+    pub async fn recv_many(&mut self, lines: &mut VecDeque<Lines>, limit: usize) -> usize {
         loop {
             // Made before looking, so a line queued in between leaves its
             // wake-up for this wait.
@@ -150,8 +200,8 @@ impl Inbox {
         }
     }
 
-    /// The next line, if one is queued now.
-    pub fn try_recv(&mut self) -> Option<Line> {
+    /// The next entry of the queue, if one is queued now.
+    pub fn try_recv(&mut self) -> Option<Lines> {
         let mut one = VecDeque::with_capacity(1);
         match self.hub.lock().take(self.id, &mut one, 1) {
             Take::Got(_) => one.pop_front(),
@@ -184,6 +234,51 @@ pub struct Membership {
     hub: Arc<Hub>,
     id: MemberId,
 }
+
+/// What a member said, gathered line by line while its session works
+/// through one read, for [`Membership::speak`] to send to its room as
+/// one run. Kept by the session and reused, so gathering allocates only
+/// while it grows.
+#[derive(Debug, Default)]
+pub struct Speech {
+    /// The texts, one after another.
+    texts: String,
+    /// Where each text ends in `texts`, and whether it was a `/me`.
+    ends: Vec<(usize, bool)>,
+}
+
+impl Speech {
+    /// Adds a plain line (`me` false) or a `/me` (true).
+    pub fn push(&mut self, text: &str, me: bool) {
+        self.texts.push_str(text);
+        self.ends.push((self.texts.len(), me));
+    }
+
+    /// Whether nothing is gathered.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Each text and whether it is a `/me`, in order.
+    fn each(&self) -> impl Iterator<Item = (&str, bool)> {
+        let starts = std::iter::once(0).chain(self.ends.iter().map(|&(end, _)| end));
+        starts
+            .zip(&self.ends)
+            .map(|(start, &(end, me))| (&self.texts[start..end], me))
+    }
+
+    fn clear(&mut self) {
+        self.texts.clear();
+        self.ends.clear();
+        // A flood's worth is given back, as a session's buffers are.
+        if self.texts.capacity() > SPEECH_KEPT {
+            *self = Speech::default();
+        }
+    }
+}
+
+/// The bytes of texts a [`Speech`] keeps between reads.
+const SPEECH_KEPT: usize = 1024;
 
 /// A member's number, unique within the server.
 pub type MemberId = u64;
@@ -225,7 +320,7 @@ struct State {
     members: IdMap<Member>,
     /// Members who left with lines still queued for them (their `* bye`):
     /// kept until their writer has taken them or their session ends.
-    departed: IdMap<VecDeque<Line>>,
+    departed: IdMap<VecDeque<Lines>>,
     /// Every member's name, by [`name_key`]: what makes names unique. A
     /// name being claimed in Redis is here already, so no other member
     /// of this server can claim it meanwhile.
@@ -244,8 +339,10 @@ struct State {
 struct Member {
     name: Arc<str>,
     room: Arc<str>,
-    /// The lines for it not yet taken by its writer, at most `--queue`.
-    queue: VecDeque<Line>,
+    /// The lines for it not yet taken by its writer.
+    queue: VecDeque<Lines>,
+    /// How many lines `queue` holds: once `--queue`, no more go in.
+    queued: usize,
     /// The hub's copy of [`Inbox::ready`].
     ready: Arc<Notify>,
     /// The hub's copy of [`Inbox::dropped`].
@@ -382,6 +479,7 @@ impl Hub {
                 name: name.clone(),
                 room: room.clone(),
                 queue: VecDeque::new(),
+                queued: 0,
                 ready: ready.clone(),
                 dropped: dropped.clone(),
             },
@@ -389,14 +487,14 @@ impl Hub {
         let mut slow = Vec::new();
         state.tell(
             id,
-            &line(Notice::Welcome {
+            line(Notice::Welcome {
                 name: &name,
                 room: &room,
             }),
             &mut slow,
         );
         if self.link.as_ref().is_some_and(|link| !link.is_up()) {
-            state.tell(id, &line(Notice::OutOfReach), &mut slow);
+            state.tell(id, line(Notice::OutOfReach), &mut slow);
         }
         state.enter(id, &room, history, &mut slow);
         state.drop_slow(slow);
@@ -526,7 +624,7 @@ impl Hub {
     pub(super) fn clash(&self, id: MemberId, name: &str) {
         let mut state = self.lock();
         let mut slow = Vec::new();
-        state.tell(id, &line(Notice::NameClash { name }), &mut slow);
+        state.tell(id, line(Notice::NameClash { name }), &mut slow);
         state.drop_slow(slow);
     }
 }
@@ -551,6 +649,12 @@ impl Membership {
     /// `--redis` wait (on Redis, for a name or a room's history); the
     /// member's next line waits with them, so lines keep their order.
     pub async fn handle(&self, request: ClientLine<'_>) -> Flow {
+        if let ClientLine::Say(text) | ClientLine::Me(text) = request {
+            let mut speech = Speech::default();
+            speech.push(text, matches!(request, ClientLine::Me(_)));
+            self.speak(&mut speech);
+            return Flow::Continue;
+        }
         if let Some(link) = &self.hub.link {
             match request {
                 ClientLine::Nick(new) => {
@@ -633,22 +737,14 @@ impl Membership {
             return Flow::Quit;
         };
         let (name, room) = (me.name.clone(), me.room.clone());
-        let history = self.hub.config.history;
         let mut slow = Vec::new();
         let reply = |state: &mut State, text: &dyn Display, slow: &mut Vec<MemberId>| {
-            state.tell(self.id, &line(text), slow);
+            state.tell(self.id, line(text), slow);
         };
         let mut flow = Flow::Continue;
         match request {
-            ClientLine::Empty => {}
-            ClientLine::Say(text) => {
-                let said = line(format_args!("[{name}] {text}"));
-                state.say(&room, said, self.id, history, &mut slow);
-            }
-            ClientLine::Me(text) => {
-                let said = line(format_args!("* {name} {text}"));
-                state.say(&room, said, self.id, history, &mut slow);
-            }
+            // Said lines go through `speak`, from `handle`.
+            ClientLine::Empty | ClientLine::Say(_) | ClientLine::Me(_) => {}
             ClientLine::Msg { to, text } => {
                 let key = name_key(to);
                 if let Some(them) = state.names.get(&key).copied() {
@@ -719,7 +815,7 @@ impl Membership {
             }
             ClientLine::Help => {
                 for help in HELP {
-                    state.tell(self.id, &line(help), &mut slow);
+                    state.tell(self.id, line(help), &mut slow);
                 }
             }
             ClientLine::Quit => {
@@ -735,12 +831,44 @@ impl Membership {
         flow
     }
 
+    /// Sends what the member said (and [`Speech`] gathered) to its room
+    /// as one run, under its name now, and empties `speech`.
+    pub fn speak(&self, speech: &mut Speech) {
+        if speech.is_empty() {
+            return;
+        }
+        let mut state = self.hub.lock();
+        if let Some(me) = state.members.get(&self.id) {
+            let (name, room) = (me.name.clone(), me.room.clone());
+            let mut run =
+                String::with_capacity(speech.texts.len() + speech.ends.len() * (name.len() + 4));
+            for (i, (text, me)) in speech.each().enumerate() {
+                if i > 0 {
+                    run.push('\n');
+                }
+                let (open, close) = if me { ("* ", " ") } else { ("[", "] ") };
+                for part in [open, &name, close, text] {
+                    run.push_str(part);
+                }
+            }
+            let said = Lines {
+                text: Arc::from(run),
+                count: speech.ends.len(),
+            };
+            let mut slow = Vec::new();
+            state.say(&room, &said, self.id, self.hub.config.history, &mut slow);
+            state.drop_slow(slow);
+        }
+        drop(state);
+        speech.clear();
+    }
+
     /// Sends the member a notice of its own (flood, line too long,
     /// shutdown).
     pub fn notice(&self, notice: Notice<'_>) {
         let mut state = self.hub.lock();
         let mut slow = Vec::new();
-        state.tell(self.id, &line(notice), &mut slow);
+        state.tell(self.id, line(notice), &mut slow);
         state.drop_slow(slow);
     }
 
@@ -804,16 +932,19 @@ fn join_problem(room: &str, to: &str) -> Result<(), Line> {
 }
 
 impl Member {
-    /// Queues `line` for the member, waking its writer if the queue was
-    /// empty; false when the queue is full (the member is too slow).
-    fn push(&mut self, line: &Line, capacity: usize) -> bool {
-        if self.queue.len() >= capacity {
+    /// Queues `lines` for the member, waking its writer if the queue was
+    /// empty; false when the queue is full (the member is too slow). A
+    /// run goes in whole while there is room for one line, so a queue
+    /// holds at most `capacity` lines plus one read's worth.
+    fn push(&mut self, lines: &Lines, capacity: usize) -> bool {
+        if self.queued >= capacity {
             return false;
         }
         if self.queue.is_empty() {
             self.ready.notify_one();
         }
-        self.queue.push_back(line.clone());
+        self.queue.push_back(lines.clone());
+        self.queued += lines.count;
         true
     }
 }
@@ -882,11 +1013,11 @@ impl State {
         }
     }
 
-    /// Puts `line` in member `id`'s queue; a full queue marks it `slow`.
-    fn tell(&mut self, id: MemberId, line: &Line, slow: &mut Vec<MemberId>) {
+    /// Puts `lines` in member `id`'s queue; a full queue marks it `slow`.
+    fn tell(&mut self, id: MemberId, lines: impl Into<Lines>, slow: &mut Vec<MemberId>) {
         let capacity = self.capacity;
         if let Some(member) = self.members.get_mut(&id)
-            && !member.push(line, capacity)
+            && !member.push(&lines.into(), capacity)
         {
             slow.push(id);
         }
@@ -907,24 +1038,25 @@ impl State {
     fn announce(
         &mut self,
         room: &str,
-        line: &Line,
+        lines: impl Into<Lines>,
         except: Option<MemberId>,
         gone: usize,
         slow: &mut Vec<MemberId>,
     ) {
         if !self.quiet(room, gone) {
-            self.broadcast(room, line, except, slow);
+            self.broadcast(room, lines, except, slow);
         }
     }
 
-    /// Sends `line` to every member of `room` but `except`.
+    /// Sends `lines` to every member of `room` but `except`.
     fn broadcast(
         &mut self,
         room: &str,
-        line: &Line,
+        lines: impl Into<Lines>,
         except: Option<MemberId>,
         slow: &mut Vec<MemberId>,
     ) {
+        let lines = lines.into();
         let State {
             rooms,
             members,
@@ -939,22 +1071,23 @@ impl State {
                 continue;
             }
             if let Some(member) = members.get_mut(id)
-                && !member.push(line, *capacity)
+                && !member.push(&lines, *capacity)
             {
                 slow.push(*id);
             }
         }
     }
 
-    /// Moves up to `limit` of member `id`'s queued lines into `out`.
-    fn take(&mut self, id: MemberId, out: &mut VecDeque<Line>, limit: usize) -> Take {
-        let (queue, departed) = match self.members.get_mut(&id) {
-            Some(member) => (&mut member.queue, false),
+    /// Moves up to `limit` of member `id`'s queued entries into `out`.
+    fn take(&mut self, id: MemberId, out: &mut VecDeque<Lines>, limit: usize) -> Take {
+        let (queue, queued) = match self.members.get_mut(&id) {
+            Some(member) => (&mut member.queue, Some(&mut member.queued)),
             None => match self.departed.get_mut(&id) {
-                Some(queue) => (queue, true),
+                Some(queue) => (queue, None),
                 None => return Take::Closed,
             },
         };
+        let departed = queued.is_none();
         if queue.is_empty() {
             if departed {
                 self.departed.remove(&id);
@@ -963,10 +1096,15 @@ impl State {
             return Take::Empty;
         }
         let n = queue.len().min(limit);
+        let before = out.len();
         if out.is_empty() && n == queue.len() {
             std::mem::swap(queue, out);
         } else {
             out.extend(queue.drain(..n));
+        }
+        if let Some(queued) = queued {
+            let taken: usize = out.range(before..).map(Lines::count).sum();
+            *queued -= taken;
         }
         if queue.is_empty() && queue.capacity() > KEPT_QUEUE {
             *queue = VecDeque::new();
@@ -974,24 +1112,41 @@ impl State {
         Take::Got(n)
     }
 
-    /// A line said in `room` by `from`: to everyone else, here and on the
-    /// other servers, and into the history.
+    /// Lines said in `room` by `from`: to everyone else, here and on the
+    /// other servers, and into the history, each on its own there.
     fn say(
         &mut self,
         room: &Arc<str>,
-        said: Line,
+        said: &Lines,
         from: MemberId,
         history: usize,
         slow: &mut Vec<MemberId>,
     ) {
-        self.broadcast(room, &said, Some(from), slow);
-        self.publish(from, || Event {
-            room: Some(room.clone()),
-            line: Some(said.clone()),
-            said: true,
-            ..Event::default()
-        });
-        self.remember(room, said, history);
+        self.broadcast(room, said, Some(from), slow);
+        if said.count == 1 {
+            self.publish(from, || Event {
+                room: Some(room.clone()),
+                line: Some(said.text.clone()),
+                said: true,
+                ..Event::default()
+            });
+            self.remember(room, said.text.clone(), history);
+            return;
+        }
+        if self.link.is_some() {
+            for one in said.iter() {
+                self.publish(from, || Event {
+                    room: Some(room.clone()),
+                    line: Some(Arc::from(one)),
+                    said: true,
+                    ..Event::default()
+                });
+            }
+        }
+        // Only the last `--history` of a run could stay there.
+        for one in said.iter().skip(said.count.saturating_sub(history)) {
+            self.remember(room, Arc::from(one), history);
+        }
     }
 
     /// Keeps `said` in `room`'s history, if the room is here.
@@ -1057,7 +1212,7 @@ impl State {
             return;
         };
         me.room = to.clone();
-        self.tell(id, &line(Notice::Moved { room: &to }), slow);
+        self.tell(id, line(Notice::Moved { room: &to }), slow);
         self.enter(id, &to, history, slow);
     }
 
@@ -1101,7 +1256,7 @@ impl State {
         self.names.insert(name_key(new), id);
         let renamed = line(Notice::Renamed { old: &old, new });
         self.broadcast(&room, &renamed, Some(id), slow);
-        self.tell(id, &line(Notice::NameIs { name: new }), slow);
+        self.tell(id, line(Notice::NameIs { name: new }), slow);
         self.publish(id, || Event {
             room: Some(room.clone()),
             line: Some(renamed),
@@ -1157,8 +1312,8 @@ mod tests {
 
     fn drain(inbox: &mut Inbox) -> Vec<String> {
         let mut got = Vec::new();
-        while let Some(line) = inbox.try_recv() {
-            got.push(line.to_string());
+        while let Some(lines) = inbox.try_recv() {
+            got.extend(lines.iter().map(String::from));
         }
         got
     }
@@ -1277,7 +1432,11 @@ mod tests {
         let mut batch = VecDeque::new();
         while got.len() < 501 {
             assert!(bi.recv_many(&mut batch, 64).await > 0);
-            got.extend(batch.drain(..).map(|line| line.to_string()));
+            got.extend(
+                batch
+                    .drain(..)
+                    .flat_map(|lines| lines.iter().map(String::from).collect::<Vec<_>>()),
+            );
         }
         assert_eq!(
             got[0],
@@ -1287,6 +1446,75 @@ mod tests {
         assert_eq!(got[1..], said);
         assert!(capacity(&hub) <= KEPT_QUEUE, "{}", capacity(&hub));
         assert_eq!(bi.try_recv(), None);
+    }
+
+    #[tokio::test]
+    async fn a_speech_is_one_entry_of_its_lines_and_history_keeps_each() {
+        let hub = hub(ChatConfig {
+            history: 2,
+            ..ChatConfig::default()
+        });
+        let (a, mut ai) = hub.join("a:1".into()).await;
+        let (_b, mut bi) = hub.join("b:1".into()).await;
+        drain(&mut ai);
+        drain(&mut bi);
+        let mut speech = Speech::default();
+        speech.push("one", false);
+        speech.push("waves", true);
+        speech.push("three", false);
+        a.speak(&mut speech);
+        assert!(speech.is_empty());
+        let run = bi.try_recv().unwrap();
+        assert_eq!(run.count(), 3);
+        assert_eq!(run.text(), "[a:1] one\n* a:1 waves\n[a:1] three");
+        assert_eq!(bi.try_recv(), None);
+        assert_eq!(drain(&mut ai), Vec::<String>::new());
+        // Nothing gathered: nothing sent.
+        a.speak(&mut speech);
+        assert_eq!(bi.try_recv(), None);
+        let (_c, mut ci) = hub.join("c:1".into()).await;
+        assert_eq!(&drain(&mut ci)[1..], ["* a:1 waves", "[a:1] three"]);
+    }
+
+    #[tokio::test]
+    async fn a_run_counts_its_lines_in_the_queue() {
+        let hub = hub(ChatConfig {
+            queue: 4,
+            ..ChatConfig::default()
+        });
+        let (a, mut ai) = hub.join("a:1".into()).await;
+        let (_stuck, stuck_inbox) = hub.join("s:1".into()).await;
+        drain(&mut ai);
+        // Its welcome and a run of 5: over 4, but in whole, as there was
+        // room for a line; the next finds the queue full.
+        let mut speech = Speech::default();
+        for i in 0..5 {
+            speech.push(&format!("line {i}"), false);
+        }
+        a.speak(&mut speech);
+        assert!(!stuck_inbox.dropped.is_cancelled());
+        a.handle(parse("more")).await;
+        assert!(stuck_inbox.dropped.is_cancelled());
+        assert_eq!(drain(&mut ai), ["* s:1 dropped (too slow)"]);
+    }
+
+    #[tokio::test]
+    async fn taking_a_run_frees_its_lines_in_the_queue() {
+        let hub = hub(ChatConfig {
+            queue: 3,
+            ..ChatConfig::default()
+        });
+        let (a, _ai) = hub.join("a:1".into()).await;
+        let (_b, mut bi) = hub.join("b:1".into()).await;
+        for _ in 0..10 {
+            let mut speech = Speech::default();
+            speech.push("x", false);
+            speech.push("y", false);
+            a.speak(&mut speech);
+            let mut batch = VecDeque::new();
+            assert!(bi.recv_many(&mut batch, 64).await > 0);
+        }
+        assert!(!bi.dropped.is_cancelled());
     }
 
     #[tokio::test]

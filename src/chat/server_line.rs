@@ -319,8 +319,8 @@ mod tests {
 
     fn drain(inbox: &mut Inbox) -> Vec<String> {
         let mut got = Vec::new();
-        while let Some(line) = inbox.try_recv() {
-            got.push(line.to_string());
+        while let Some(lines) = inbox.try_recv() {
+            got.extend(lines.iter().map(String::from));
         }
         got
     }

@@ -9,7 +9,7 @@
 //! lock for long, and the hub never waits on them.
 
 use std::collections::VecDeque;
-use std::io;
+use std::io::{self, IoSlice};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -17,13 +17,13 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::command::{ClientLine, parse};
-use super::hub::{Flow, Hub, Inbox, Membership};
+use super::hub::{Flow, Hub, Inbox, Lines, Membership, Speech};
 use super::notice::Notice;
 use super::telnet::TelnetFilter;
 use super::text::clean;
 use crate::net::frame::{Frame, LineBuffer, LineEnd};
 use crate::net::ratelimit::TokenBucket;
-use crate::net::stream::{Stream, UNBUFFERED_READ, read_through_stack};
+use crate::net::stream::{Stream, UNBUFFERED_READ, read_through_stack, write_all_vectored};
 use crate::service::{ConnContext, IdleTimer};
 
 /// The kernel send buffer of a chat connection. Left to autotuning it
@@ -99,6 +99,7 @@ async fn read_lines<R: AsyncRead + Unpin>(
     let mut telnet = TelnetFilter::new();
     let mut flood = Flood::new(hub.config().flood_rate, hub.config().flood_burst);
     let mut idle = IdleTimer::new(ctx.idle_timeout);
+    let mut speech = Speech::default();
     let mut told_shutdown = false;
     let mut unyielded = 0;
     loop {
@@ -125,7 +126,8 @@ async fn read_lines<R: AsyncRead + Unpin>(
             // A last line without its line end (`printf hi | nc`) counts.
             if let Some(Frame::Line(bytes, _)) = buf.take_partial() {
                 ctx.metrics.messages.inc();
-                act(member, bytes, &mut flood).await;
+                act(member, bytes, &mut flood, &mut speech).await;
+                member.speak(&mut speech);
             }
             return Ok(());
         }
@@ -140,13 +142,15 @@ async fn read_lines<R: AsyncRead + Unpin>(
                         crlf.store(true, Ordering::Relaxed);
                     }
                     ctx.metrics.messages.inc();
-                    if act(member, bytes, &mut flood).await == Flow::Quit {
+                    if act(member, bytes, &mut flood, &mut speech).await == Flow::Quit {
                         return Ok(());
                     }
                 }
                 Frame::TooLong => member.notice(Notice::TooLong { max: ctx.max_line }),
             }
         }
+        // What this read brought goes to the room as one run.
+        member.speak(&mut speech);
         // The socket is drained (the read did not fill what was offered)
         // and no line is half read: a quiet member keeps no buffer.
         if n < offered {
@@ -194,22 +198,38 @@ async fn read_some<R: AsyncRead + Unpin>(
     .await
 }
 
-/// One line from the member: escaped, parsed, flood-checked, done.
-pub(super) async fn act(member: &Membership, bytes: &[u8], flood: &mut Flood) -> Flow {
+/// One line from the member: escaped, parsed, flood-checked, done. A
+/// line said (plain or `/me`) is gathered into `speech`, which the caller
+/// hands to [`Membership::speak`] once it has acted on what one read
+/// brought; any other line speaks what was gathered first, so the
+/// member's lines keep their order.
+pub(super) async fn act(
+    member: &Membership,
+    bytes: &[u8],
+    flood: &mut Flood,
+    speech: &mut Speech,
+) -> Flow {
     let text = clean(bytes);
     let request = parse(&text);
     if request == ClientLine::Empty {
         return Flow::Continue;
     }
     match flood.check(Instant::now()) {
-        Verdict::Pass => member.handle(request).await,
+        Verdict::Pass => match request {
+            ClientLine::Say(text) => speech.push(text, false),
+            ClientLine::Me(text) => speech.push(text, true),
+            _ => {
+                member.speak(speech);
+                return member.handle(request).await;
+            }
+        },
         Verdict::Drop { first } => {
             if first {
                 member.notice(Notice::Flood { rate: flood.rate });
             }
-            Flow::Continue
         }
     }
+    Flow::Continue
 }
 
 /// Writes the member's queued lines until the queue closes.
@@ -220,24 +240,18 @@ async fn write_lines<W: AsyncWrite + Unpin>(
 ) -> io::Result<()> {
     let mut batch = VecDeque::new();
     while lines.recv_many(&mut batch, WRITE_BATCH).await > 0 {
-        let end = if crlf.load(Ordering::Relaxed) {
-            LineEnd::CrLf
+        if crlf.load(Ordering::Relaxed) {
+            write_crlf(writer, &batch).await?;
         } else {
-            LineEnd::Lf
-        };
-        // Made for this batch and given back after it: a member between
-        // bursts holds no write buffer. Sized once, never regrown.
-        let bytes: usize = batch.iter().map(|line| line.len() + 2).sum();
-        let mut out = Vec::with_capacity(bytes.min(WRITE_CHUNK + 2 * 1024));
-        for line in batch.drain(..) {
-            out.extend_from_slice(line.as_bytes());
-            out.extend_from_slice(end.bytes());
-            if out.len() >= WRITE_CHUNK {
-                writer.write_all(&out).await?;
-                out.clear();
-            }
+            // The lines as the hub made them, shared with every other
+            // member: the kernel gathers them, nothing is copied here.
+            let mut slices: Vec<IoSlice<'_>> = batch
+                .iter()
+                .flat_map(|lines| [IoSlice::new(lines.text().as_bytes()), IoSlice::new(b"\n")])
+                .collect();
+            write_all_vectored(writer, &mut slices).await?;
         }
-        writer.write_all(&out).await?;
+        batch.clear();
         // TLS holds written records until flushed.
         writer.flush().await?;
         if batch.capacity() > KEPT_BATCH {
@@ -245,6 +259,30 @@ async fn write_lines<W: AsyncWrite + Unpin>(
         }
     }
     Ok(())
+}
+
+/// Writes `batch` with every line ending in CRLF (a telnet member): the
+/// lines are copied, each with its line end, in chunks.
+async fn write_crlf<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    batch: &VecDeque<Lines>,
+) -> io::Result<()> {
+    // Made for this batch and given back after it: a member between
+    // bursts holds no write buffer. Sized once, never regrown.
+    let bytes: usize = batch
+        .iter()
+        .map(|lines| lines.text().len() + 2 * lines.count())
+        .sum();
+    let mut out = Vec::with_capacity(bytes.min(WRITE_CHUNK + 2 * 1024));
+    for line in batch.iter().flat_map(Lines::iter) {
+        out.extend_from_slice(line.as_bytes());
+        out.extend_from_slice(LineEnd::CrLf.bytes());
+        if out.len() >= WRITE_CHUNK {
+            writer.write_all(&out).await?;
+            out.clear();
+        }
+    }
+    writer.write_all(&out).await
 }
 
 /// Per-member flood control: a token bucket of `burst` lines refilled at

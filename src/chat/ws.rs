@@ -21,7 +21,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-use super::hub::{Flow, Hub, Inbox, Membership};
+use super::hub::{Flow, Hub, Inbox, Membership, Speech};
 use super::notice::Notice;
 use super::session::{DRAIN_WAIT, Flood, KEPT_BATCH, WRITE_BATCH, act};
 use crate::service::{ConnContext, IdleTimer};
@@ -131,6 +131,7 @@ where
 {
     let mut flood = Flood::new(hub.config().flood_rate, hub.config().flood_burst);
     let mut idle = IdleTimer::new(ctx.idle_timeout);
+    let mut speech = Speech::default();
     let mut told_shutdown = false;
     let mut told_binary = false;
     loop {
@@ -155,9 +156,12 @@ where
                 let line = strip_line_end(text.as_str());
                 if line.len() > ctx.max_line {
                     member.notice(Notice::TooLong { max: ctx.max_line });
-                } else if act(member, line.as_bytes(), &mut flood).await == Flow::Quit {
+                } else if act(member, line.as_bytes(), &mut flood, &mut speech).await == Flow::Quit
+                {
                     return Ok(End::Quit);
                 }
+                // A frame is a line: each goes out as it comes.
+                member.speak(&mut speech);
             }
             Message::Binary(_) => {
                 if !told_binary {
@@ -198,8 +202,10 @@ where
 {
     let mut batch = VecDeque::new();
     while lines.recv_many(&mut batch, WRITE_BATCH).await > 0 {
-        for line in batch.drain(..) {
-            sink.feed(Message::text(line.to_string())).await?;
+        for lines in batch.drain(..) {
+            for line in lines.iter() {
+                sink.feed(Message::text(line.to_owned())).await?;
+            }
         }
         sink.flush().await?;
         if batch.capacity() > KEPT_BATCH {

@@ -297,6 +297,35 @@ where
     .await
 }
 
+/// The most slices one `writev` takes (Linux's `UIO_MAXIOV`).
+const MAX_SLICES: usize = 1024;
+
+/// Writes all of `slices`, in order, with as few vectored writes as the
+/// writer takes: the pieces go out as they are, gathered by the kernel
+/// (or by rustls into whole records), never copied into one buffer
+/// first. A writer that is not vectored gets them one by one.
+///
+/// # Errors
+/// The writes'; `WriteZero` if one wrote nothing.
+pub async fn write_all_vectored<W>(
+    writer: &mut W,
+    mut slices: &mut [io::IoSlice<'_>],
+) -> io::Result<()>
+where
+    W: AsyncWrite + Unpin + ?Sized,
+{
+    use tokio::io::AsyncWriteExt;
+    while !slices.is_empty() {
+        let upto = slices.len().min(MAX_SLICES);
+        let n = writer.write_vectored(&slices[..upto]).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        io::IoSlice::advance_slices(&mut slices, n);
+    }
+    Ok(())
+}
+
 /// Forwards a poll method to whichever transport the stream is.
 macro_rules! each {
     ($io:expr, $s:ident => $call:expr) => {
