@@ -259,6 +259,11 @@ impl Speech {
         self.ends.is_empty()
     }
 
+    /// How many lines are gathered.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
     /// Each text and whether it is a `/me`, in order.
     fn each(&self) -> impl Iterator<Item = (&str, bool)> {
         let starts = std::iter::once(0).chain(self.ends.iter().map(|&(end, _)| end));

@@ -102,6 +102,8 @@ async fn read_lines<R: AsyncRead + Unpin>(
     let mut speech = Speech::default();
     let mut told_shutdown = false;
     let mut unyielded = 0;
+    let mut unyielded_lines = 0;
+    let yield_lines = (hub.config().queue / 4).max(1);
     loop {
         // With no buffer (a new member, or one quiet since its last
         // line), the read goes through the stack and only what it got is
@@ -150,6 +152,7 @@ async fn read_lines<R: AsyncRead + Unpin>(
             }
         }
         // What this read brought goes to the room as one run.
+        let said = speech.len();
         member.speak(&mut speech);
         // The socket is drained (the read did not fill what was offered)
         // and no line is half read: a quiet member keeps no buffer.
@@ -159,10 +162,16 @@ async fn read_lines<R: AsyncRead + Unpin>(
         // Once a buffer's worth has been fanned out, let the writers send
         // it before reading on: a long burst then leaves in pieces as it
         // comes in, not after it, and each piece is one large write per
-        // member. (A drained socket lets them run anyway.)
+        // member. (A drained socket lets them run anyway.) So too once a
+        // quarter of `--queue` lines has been said: a read of short lines
+        // can hold more lines than a queue, and the members' writers must
+        // take what they were given before more comes, or a burst would
+        // pass for members falling behind.
         unyielded += n;
-        if unyielded >= READ_BUFFER {
+        unyielded_lines += said;
+        if unyielded >= READ_BUFFER || unyielded_lines >= yield_lines {
             unyielded = 0;
+            unyielded_lines = 0;
             tokio::task::yield_now().await;
         }
     }

@@ -1,8 +1,10 @@
 //! Datagrams in batches on UDP sockets: up to [`BATCH`] received with one
-//! `recvmmsg` (nix's) and their replies sent with one `sendmmsg`
-//! (rustix's). Under load that is two system calls for a burst of
-//! datagrams instead of two per datagram; when only one is waiting it
-//! costs what `recvfrom`/`sendto` do.
+//! blocking `recvmmsg` (nix's, `MSG_WAITFORONE`: it waits for the first
+//! datagram, then takes what else is queued) and their replies sent with
+//! one `sendmmsg` (rustix's). Under load that is two system calls for a
+//! burst of datagrams instead of two per datagram; when only one is
+//! waiting it costs what `recvfrom`/`sendto` do, and an idle socket
+//! costs nothing: no readiness poll, no probe that finds nothing.
 //!
 //! The socket asks for no ancillary data: no receive timestamps, no
 //! packet info, no TOS, no GRO. Each of those makes the kernel build a
@@ -17,10 +19,10 @@ use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::AsRawFd;
 
+use std::net::UdpSocket;
+
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
 use rustix::net::{MMsgHdr, SendAncillaryBuffer, SendFlags, SocketAddrAny};
-use tokio::io::Interest;
-use tokio::net::UdpSocket;
 
 /// Datagrams taken per `recvmmsg`.
 pub(super) const BATCH: usize = 32;
@@ -31,9 +33,12 @@ pub(super) const MAX_DATAGRAM: usize = 65_535;
 /// The reply buffer is given back past this (a batch of large echoes).
 const KEPT_REPLIES: usize = 256 * 1024;
 
-/// One UDP socket's batch buffers.
+/// One UDP socket's batch buffers, made and used by the socket's thread
+/// (nix's headers are not `Send`: they point into themselves).
 pub(super) struct UdpBatch {
     bufs: Box<[Box<[u8]>; BATCH]>,
+    /// The `recvmmsg` headers and source addresses, made once.
+    headers: MultiHeaders<SockaddrStorage>,
     /// Each received datagram's length and source, from the last
     /// `recvmmsg`.
     received: [(usize, Option<SocketAddr>); BATCH],
@@ -50,15 +55,18 @@ impl UdpBatch {
             bufs: Box::new(std::array::from_fn(|_| {
                 vec![0u8; MAX_DATAGRAM].into_boxed_slice()
             })),
+            headers: MultiHeaders::preallocate(BATCH, None),
             received: [(0, None); BATCH],
             replies: Vec::new(),
             spans: Vec::with_capacity(BATCH),
         }
     }
 
-    /// Receives what is queued, without waiting: calls `each` with every
-    /// datagram and its source, in order, and lets it add a reply with
-    /// [`Replies::add`]. How many datagrams came; `WouldBlock` when none.
+    /// Waits for a datagram (as long as the socket's read timeout), then
+    /// takes it and what else is queued: calls `each` with every datagram
+    /// and its source, in order, and lets it add a reply with
+    /// [`Replies::add`]. How many datagrams came; `WouldBlock` when none
+    /// came in time.
     pub(super) fn receive(
         &mut self,
         socket: &UdpSocket,
@@ -66,12 +74,12 @@ impl UdpBatch {
     ) -> io::Result<usize> {
         let UdpBatch {
             bufs,
+            headers,
             received,
             replies,
             spans,
         } = self;
-        let messages =
-            socket.try_io(Interest::READABLE, || receive_many(socket, bufs, received))?;
+        let messages = receive_many(socket, headers, bufs, received)?;
         replies.clear();
         spans.clear();
         let mut out = Replies { replies, spans };
@@ -88,8 +96,9 @@ impl UdpBatch {
 
     /// Sends the replies the last [`receive`](UdpBatch::receive) made:
     /// as many as the socket takes in one `sendmmsg`, the rest one by
-    /// one as it becomes writable. Calls `sent` with each reply's outcome.
-    pub(super) async fn send(
+    /// one (waiting while the send buffer is full). Calls `sent` with each
+    /// reply's outcome.
+    pub(super) fn send(
         &mut self,
         socket: &UdpSocket,
         mut sent: impl FnMut(io::Result<usize>, SocketAddr),
@@ -100,7 +109,7 @@ impl UdpBatch {
             0
         };
         for &(start, end, to) in &self.spans[done..] {
-            sent(socket.send_to(&self.replies[start..end], to).await, to);
+            sent(socket.send_to(&self.replies[start..end], to), to);
         }
         if self.replies.capacity() > KEPT_REPLIES {
             self.replies = Vec::new();
@@ -131,10 +140,8 @@ impl UdpBatch {
             .zip(controls.iter_mut())
             .map(|((addr, iov), control)| MMsgHdr::new_with_addr(addr, iov, control))
             .collect();
-        let result = socket.try_io(Interest::WRITABLE, || {
-            rustix::net::sendmmsg(socket, &mut messages, SendFlags::empty())
-                .map_err(io::Error::from)
-        });
+        let result = rustix::net::sendmmsg(socket, &mut messages, SendFlags::empty())
+            .map_err(io::Error::from);
         match result {
             Ok(n) => {
                 for (message, span) in messages.iter().zip(&self.spans).take(n) {
@@ -142,8 +149,8 @@ impl UdpBatch {
                 }
                 n
             }
-            // Full, or an error for one of them: the one-by-one path
-            // sorts it out.
+            // An error for the first of them: the one-by-one path sorts
+            // it out.
             Err(_) => 0,
         }
     }
@@ -164,24 +171,20 @@ impl Replies<'_> {
     }
 }
 
-/// One non-blocking `recvmmsg` into `bufs`; each datagram's length and
-/// source go into `received`. How many came.
-///
-/// The headers are made per call: nix's are not `Send`, and the batch
-/// lives in a task that may move between threads. That is two small
-/// allocations per system call, not per datagram.
+/// One `recvmmsg` into `bufs`, waiting for the first datagram only; each
+/// datagram's length and source go into `received`. How many came.
 fn receive_many(
     socket: &UdpSocket,
+    headers: &mut MultiHeaders<SockaddrStorage>,
     bufs: &mut [Box<[u8]>; BATCH],
     received: &mut [(usize, Option<SocketAddr>); BATCH],
 ) -> io::Result<usize> {
-    let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
     let mut iovs = bufs.each_mut().map(|buf| [IoSliceMut::new(buf)]);
     let results = recvmmsg(
         socket.as_raw_fd(),
-        &mut headers,
+        headers,
         iovs.iter_mut(),
-        MsgFlags::MSG_DONTWAIT,
+        MsgFlags::MSG_WAITFORONE,
         None,
     )
     .map_err(io::Error::from)?;
