@@ -103,7 +103,7 @@ async fn read_lines<R: AsyncRead + Unpin>(
     let mut told_shutdown = false;
     let mut unyielded = 0;
     let mut unyielded_lines = 0;
-    let yield_lines = (hub.config().queue / 4).max(1);
+    let yield_lines = (hub.config().queue / 2).max(1);
     loop {
         // With no buffer (a new member, or one quiet since its last
         // line), the read goes through the stack and only what it got is
@@ -162,11 +162,11 @@ async fn read_lines<R: AsyncRead + Unpin>(
         // Once a buffer's worth has been fanned out, let the writers send
         // it before reading on: a long burst then leaves in pieces as it
         // comes in, not after it, and each piece is one large write per
-        // member. (A drained socket lets them run anyway.) So too once a
-        // quarter of `--queue` lines has been said: a read of short lines
-        // can hold more lines than a queue, and the members' writers must
-        // take what they were given before more comes, or a burst would
-        // pass for members falling behind.
+        // member. (A drained socket lets them run anyway.) So too once
+        // half of `--queue` lines has been said: a read of short lines can
+        // hold more lines than a queue, and the members' writers must take
+        // what they were given before more comes, or a burst would pass
+        // for members falling behind.
         unyielded += n;
         unyielded_lines += said;
         if unyielded >= READ_BUFFER || unyielded_lines >= yield_lines {
@@ -250,7 +250,9 @@ async fn write_lines<W: AsyncWrite + Unpin>(
     let mut batch = VecDeque::new();
     while lines.recv_many(&mut batch, WRITE_BATCH).await > 0 {
         if crlf.load(Ordering::Relaxed) {
-            write_crlf(writer, &batch).await?;
+            // Boxed: every member's task would otherwise be sized for
+            // this telnet-only future, quiet or not.
+            Box::pin(write_crlf(writer, &batch)).await?;
         } else {
             // The lines as the hub made them, shared with every other
             // member: the kernel gathers them, nothing is copied here.
