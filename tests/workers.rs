@@ -273,7 +273,17 @@ fn sigterm_drains_every_worker_then_all_exit_zero() {
     roundtrip(&mut *open, b"ping 1\n", b"pong 1\n");
     let signalled = Instant::now();
     server.proc.signal("TERM");
-    server.wait_for_lines(&["SIGTERM: shutting down"], 2);
+    // Each worker says so, and says which it is.
+    let mut said: Vec<String> = server
+        .wait_for_lines(&["SIGTERM: shutting down"], 2)
+        .iter()
+        .filter_map(|line| {
+            line.split_once("worker{n=")
+                .map(|(_, rest)| rest[..1].to_owned())
+        })
+        .collect();
+    said.sort();
+    assert_eq!(said, ["0", "1"], "{}", server.stderr.lock().unwrap());
     // The open connection is still served during the grace period...
     roundtrip(&mut *open, b"ping 2\n", b"pong 2\n");
     assert!(common::wait_for_exit(&mut server.proc.child, Duration::from_millis(300)).is_none());

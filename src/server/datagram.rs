@@ -138,9 +138,12 @@ async fn run_udp(socket: tokio::net::UdpSocket, answer: Answer, shutdown: &Shutd
         .and_then(|waker| Ok((waker, wake_address(socket.local_addr()?))));
     let stop = shutdown.stop_accepting.clone();
     let (done, ended) = tokio::sync::oneshot::channel::<()>();
+    // What the task logs under (a worker's span), the thread logs under.
+    let span = tracing::Span::current();
     let spawned = std::thread::Builder::new()
         .name("sockit-udp".into())
         .spawn(move || {
+            let _span = span.entered();
             serve_udp(&socket, answer, &stop);
             drop(socket);
             let _ = done.send(());

@@ -556,7 +556,7 @@ pub fn block_on_serve(config: ServerConfig) -> anyhow::Result<()> {
     if config.workers > 1 {
         return workers::parent::run(config);
     }
-    let runtime = server_runtime(false)?;
+    let runtime = server_runtime(false, None)?;
     runtime.block_on(async {
         let server = Server::bind(&config).await?;
         // Install the handlers before announcing readiness, so a signal
@@ -577,18 +577,22 @@ pub fn block_on_serve(config: ServerConfig) -> anyhow::Result<()> {
 /// everything runs on one thread anyway. Measured on the pipelined ping
 /// benchmark: ~8% less server CPU per request. `single` asks for one
 /// thread whatever the CPUs (workers that have a CPU each, or fewer).
-fn server_runtime(single: bool) -> anyhow::Result<tokio::runtime::Runtime> {
+fn server_runtime(
+    single: bool,
+    context: Option<tracing::Span>,
+) -> anyhow::Result<tokio::runtime::Runtime> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if cpus == 1 || single {
+    let mut builder = if cpus == 1 || single {
         tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
     } else {
         tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
+    };
+    if let Some(span) = context {
+        // Entered for good on each of the runtime's threads: every log
+        // line from them, and every span made there, is under it.
+        builder.on_thread_start(move || std::mem::forget(span.clone().entered()));
     }
-    .context("start the runtime")
+    builder.enable_all().build().context("start the runtime")
 }
 
 /// Installs SIGINT/SIGTERM and SIGUSR1 now: the first tokens is

@@ -58,7 +58,12 @@ pub fn run(config: ServerConfig, index: usize) -> anyhow::Result<()> {
         .clone()
         .map(|secret| Arc::new(SharedTicketer::new(secret)) as Arc<_>);
 
-    let runtime = server_runtime(setup.single_thread)?;
+    // Every line a worker logs names it: `worker{n=2}: ...`. The span
+    // is entered here for the thread that runs the server and by the
+    // runtime for its own threads.
+    let worker = tracing::info_span!("worker", n = index);
+    let _worker = worker.clone().entered();
+    let runtime = server_runtime(setup.single_thread, Some(worker))?;
     runtime.block_on(async move {
         let mut bound = Vec::with_capacity(fds.len());
         for (socket, fd) in setup.sockets.into_iter().zip(fds) {
