@@ -10,7 +10,7 @@ use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Proc, TempDir, bin, connect, roundtrip};
+use common::{Proc, TempDir, bin, connect, roundtrip, wait_for_children};
 
 const LIMIT: Duration = Duration::from_secs(10);
 
@@ -60,6 +60,42 @@ fn passed_sockets_are_served_in_place_of_the_defaults() {
     let mut buf = [0u8; 64];
     let (n, from) = client.recv_from(&mut buf).unwrap();
     assert_eq!((&buf[..n], from), (&b"datagram"[..], udp_addr));
+}
+
+#[test]
+fn passed_sockets_are_shared_by_workers_and_outlive_one() {
+    // With `--workers`, the parent takes systemd's sockets and every worker
+    // serves on them; a worker killed is restarted on the same sockets,
+    // and the others go on meanwhile.
+    let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (tcp_addr, udp_addr) = (tcp.local_addr().unwrap(), udp.local_addr().unwrap());
+    let mut p = activated(tcp, udp, "web:dns", &["serve", "echo", "--workers", "2"], 2);
+    assert_eq!(
+        p.addrs,
+        [format!("tcp://{tcp_addr}"), format!("udp://{udp_addr}")]
+    );
+    let workers = wait_for_children(p.pid(), 2, LIMIT);
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.set_read_timeout(Some(LIMIT)).unwrap();
+    let served = |round: usize| {
+        for i in 0..10 {
+            let line = format!("round {round} connection {i}\n");
+            roundtrip(&mut *connect(&p.addrs[0]), line.as_bytes(), line.as_bytes());
+            client.send_to(line.as_bytes(), udp_addr).unwrap();
+            let mut buf = [0u8; 64];
+            let (n, from) = client.recv_from(&mut buf).unwrap();
+            assert_eq!((&buf[..n], from), (line.as_bytes(), udp_addr));
+        }
+    };
+    served(1);
+    common::signal(workers[0], "KILL");
+    served(2);
+    let now = wait_for_children(p.pid(), 2, LIMIT);
+    assert!(!now.contains(&workers[0]), "{workers:?} -> {now:?}");
+    served(3);
+    p.signal("TERM");
+    assert_eq!(p.wait_exit(LIMIT), Some(0));
 }
 
 #[test]

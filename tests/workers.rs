@@ -11,7 +11,9 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Proc, TempDir, bin, connect, roundtrip, run_bounded, signal};
+use common::{
+    Proc, TempDir, bin, children, connect, roundtrip, run_bounded, signal, wait_for_children,
+};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -73,43 +75,6 @@ impl Logged {
     }
 }
 
-/// The processes whose parent is `pid` (from /proc).
-fn children(pid: u32) -> Vec<u32> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
-            continue;
-        };
-        // `pid (comm) state ppid ...`; comm may hold spaces.
-        let after = &stat[stat.rfind(')').unwrap() + 2..];
-        let ppid: u32 = after.split(' ').nth(1).unwrap().parse().unwrap();
-        if ppid == pid {
-            found.push(child);
-        }
-    }
-    found.sort();
-    found
-}
-
-/// Waits until `pid` has `n` children, and returns them.
-fn wait_for_children(pid: u32, n: usize) -> Vec<u32> {
-    let start = Instant::now();
-    loop {
-        let found = children(pid);
-        if found.len() == n {
-            return found;
-        }
-        assert!(
-            start.elapsed() < LIMIT,
-            "{pid} has children {found:?}, not {n}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn alive(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
         && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -167,7 +132,7 @@ fn two_workers_share_tcp_udp_and_unix_and_announce_once() {
     assert!(addrs[1].starts_with("udp://127.0.0.1:"), "{addrs:?}");
     assert_eq!(addrs[2], unix);
     assert!(addrs[3].starts_with("http://127.0.0.1:"), "{addrs:?}");
-    let workers = wait_for_children(server.pid(), 2);
+    let workers = wait_for_children(server.pid(), 2, LIMIT);
 
     const CONNS: usize = 40;
     for seq in 0..CONNS {
@@ -231,14 +196,14 @@ fn two_workers_share_tcp_udp_and_unix_and_announce_once() {
 fn a_killed_worker_is_restarted_and_the_service_goes_on() {
     let mut server = Logged::start(&["ping", "--workers", "2", "-l", "tcp://127.0.0.1:0"], 1);
     let addr = server.proc.addrs[0].clone();
-    let workers = wait_for_children(server.pid(), 2);
+    let workers = wait_for_children(server.pid(), 2, LIMIT);
     signal(workers[0], "KILL");
     let lines = server.wait_for_lines(
         &["worker", &format!("(pid {})", workers[0]), "restarting"],
         1,
     );
     assert!(lines[0].contains("killed by signal 9"), "{lines:?}");
-    let now = wait_for_children(server.pid(), 2);
+    let now = wait_for_children(server.pid(), 2, LIMIT);
     assert!(
         !now.contains(&workers[0]) && now.contains(&workers[1]),
         "{now:?}"
@@ -268,7 +233,7 @@ fn sigterm_drains_every_worker_then_all_exit_zero() {
         1,
     );
     let addr = server.proc.addrs[0].clone();
-    let workers = wait_for_children(server.pid(), 2);
+    let workers = wait_for_children(server.pid(), 2, LIMIT);
     let mut open = connect(&addr);
     roundtrip(&mut *open, b"ping 1\n", b"pong 1\n");
     let signalled = Instant::now();
@@ -399,12 +364,12 @@ fn the_config_file_asks_for_workers_and_the_flag_wins() {
     )
     .unwrap();
     let mut three = common::serve(&["--config", &file], 1);
-    wait_for_children(three.child.id(), 3);
+    wait_for_children(three.child.id(), 3, LIMIT);
     ping_echo(&three.addrs[0]);
     three.signal("TERM");
     assert_eq!(three.wait_exit(LIMIT), Some(0));
     let mut two = common::serve(&["--config", &file, "--workers", "2"], 1);
-    wait_for_children(two.child.id(), 2);
+    wait_for_children(two.child.id(), 2, LIMIT);
     two.signal("TERM");
     assert_eq!(two.wait_exit(LIMIT), Some(0));
 }
@@ -421,7 +386,7 @@ fn a_worker_that_keeps_dying_at_start_ends_the_server() {
     let echo = "[[service]]\nname = \"echo\"\nlisten = [\"tcp://127.0.0.1:0\"]\n";
     std::fs::write(&file, echo).unwrap();
     let mut server = Logged::start(&["--workers", "2", "--config", &file], 1);
-    let workers = wait_for_children(server.pid(), 2);
+    let workers = wait_for_children(server.pid(), 2, LIMIT);
     // A worker started again reads the file again: it sees another
     // configuration, refuses to serve on the parent's sockets, and so
     // does every retry.

@@ -128,6 +128,43 @@ pub fn wait_for_exit(child: &mut Child, limit: Duration) -> Option<std::process:
     }
 }
 
+/// The processes whose parent is `pid` (from /proc): a server's workers.
+pub fn children(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`; comm may hold spaces.
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let ppid: u32 = after.split(' ').nth(1).unwrap().parse().unwrap();
+        if ppid == pid {
+            found.push(child);
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Waits (up to `limit`) until `pid` has `n` children, and returns them.
+pub fn wait_for_children(pid: u32, n: usize, limit: Duration) -> Vec<u32> {
+    let start = std::time::Instant::now();
+    loop {
+        let found = children(pid);
+        if found.len() == n {
+            return found;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "{pid} has children {found:?}, not {n}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// `child`'s stdout line by line (line ends removed), read on a thread;
 /// the channel closes when stdout does.
 pub fn stdout_lines(child: &mut Child) -> mpsc::Receiver<String> {
