@@ -73,6 +73,18 @@ impl Lines {
     pub fn iter(&self) -> std::str::Split<'_, char> {
         self.text.split('\n')
     }
+
+    /// Each line as a [`Line`] of its own: the text itself, shared, when
+    /// there is one line.
+    fn lines(&self) -> impl Iterator<Item = Line> + '_ {
+        self.iter().map(|one| {
+            if self.count == 1 {
+                self.text.clone()
+            } else {
+                Arc::from(one)
+            }
+        })
+    }
 }
 
 impl From<Line> for Lines {
@@ -1128,29 +1140,20 @@ impl State {
         slow: &mut Vec<MemberId>,
     ) {
         self.broadcast(room, said, Some(from), slow);
-        if said.count == 1 {
-            self.publish(from, || Event {
-                room: Some(room.clone()),
-                line: Some(said.text.clone()),
-                said: true,
-                ..Event::default()
-            });
-            self.remember(room, said.text.clone(), history);
-            return;
-        }
+        // Made only with --redis: a chat on its own pays nothing for it.
         if self.link.is_some() {
-            for one in said.iter() {
+            for one in said.lines() {
                 self.publish(from, || Event {
                     room: Some(room.clone()),
-                    line: Some(Arc::from(one)),
+                    line: Some(one),
                     said: true,
                     ..Event::default()
                 });
             }
         }
         // Only the last `--history` of a run could stay there.
-        for one in said.iter().skip(said.count.saturating_sub(history)) {
-            self.remember(room, Arc::from(one), history);
+        for one in said.lines().skip(said.count.saturating_sub(history)) {
+            self.remember(room, one, history);
         }
     }
 

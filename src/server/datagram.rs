@@ -271,11 +271,9 @@ async fn run_unix(socket: &tokio::net::UnixDatagram, mut answer: Answer, shutdow
                         }
                     }
                 }
-                Err(e) => {
-                    if !received_nothing(e) {
-                        break;
-                    }
-                }
+                // The queue is empty: wait for the next datagram.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => receive_failed(&e),
             }
         }
     }
@@ -284,9 +282,9 @@ async fn run_unix(socket: &tokio::net::UnixDatagram, mut answer: Answer, shutdow
 /// Datagrams handled per wake-up before the loop yields to other tasks.
 const DRAIN_BATCH: usize = 64;
 
-/// A blocking receive that failed: the read timeout is nothing to tell;
-/// anything else (an ICMP error surfacing) is logged, and the next
-/// datagram waited for.
+/// A receive that failed: an empty queue or the read timeout is nothing
+/// to tell; anything else (an ICMP error surfacing) is logged, and the
+/// next datagram tried.
 fn receive_failed(e: &io::Error) {
     if !matches!(
         e.kind(),
@@ -294,17 +292,6 @@ fn receive_failed(e: &io::Error) {
     ) {
         tracing::debug!(error = %e, "recv_from");
     }
-}
-
-/// Whether to keep draining after a failed receive: `WouldBlock` means the
-/// queue is empty; anything else (an ICMP error surfacing) is logged and
-/// the next datagram tried.
-fn received_nothing(e: std::io::Error) -> bool {
-    if e.kind() == std::io::ErrorKind::WouldBlock {
-        return false;
-    }
-    tracing::debug!(error = %e, "recv_from");
-    true
 }
 
 /// Replies on a unixgram socket without waiting. A client that connected
