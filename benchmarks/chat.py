@@ -9,7 +9,12 @@ delivery latency, the same load against each server in one run.
 
 Each server runs pinned to CPU 0 and the load generator
 (benchmarks/chatload.py, one Python process on epoll) to CPU 1 (PERF.md;
-`--unpinned` lets both use both). A delivery is one line received by one
+`--unpinned` lets both use both). In the closed-loop rows (fan100,
+fan500, ws100) chatload.py connects and joins, then hands the sockets
+to benchmarks/peers/fanload.c (built with gcc -O3), which runs the load
+in C: the Python loop's core, three quarters of it in the interpreter,
+was the limit there for every server (`--python-loop` runs it anyway).
+A delivery is one line received by one
 member. Every line has a 32-byte text; every 8th carries its send time
 (`--probe-every`), read back at receipt for the latency. Scenarios:
 
@@ -73,15 +78,19 @@ client whose unparsed input passes 2 KiB or whose send queue passes
 sender was closed fails. ncat's chat has no limits (`-m 2000` lets 500
 members in) and no flow control of its own, and it names the sender
 (`<user5> `) once per chunk it reads, not per line: in the closed-loop
-rows it reads 8 KiB (~215 lines) at a time from the sender and writes
-that chunk to every member as it came, with the name before its first
-line only. It relays bytes there, where sockit and ngircd handle lines.
+rows it reads up to 8 KiB at a time from the sender and writes that
+chunk to every member as it came, with the name before its first line
+only. It relays bytes there, where sockit and ngircd handle lines.
 
 The generator's CPU use over the measured part is reported: near 100 %
 means the generator, not the server, set the pace; the deliveries/s
 ratio is then a lower bound for the faster server, and the server CPU
 per delivery (utime+stime of its process tree, as run.py) is the figure
-to compare (PERF.md). The generator also adds ~0.5-1 ms to every
+to compare (PERF.md). So is the server's: near 100 % means the server
+was the limit. The closed-loop rows also give the bytes a member's read
+got on average: a server that writes to a member in smaller pieces
+makes its members (here, the generator) read more often for the same
+lines. The generator also adds ~0.5-1 ms to every
 latency at 100 members (it reads them one after the other).
 
 Writes benchmarks/chat-results.md and prints it. Needs a release build
@@ -112,6 +121,7 @@ SOCKIT = Path(os.environ.get("SOCKIT_BIN", run.SOCKIT))
 LOAD = Path(__file__).resolve().parent / "chatload.py"
 ROOM_LOAD = Path(__file__).resolve().parent / "roomload.py"
 FANOUT_C = Path(__file__).resolve().parent / "peers" / "fanout_server.c"
+FANLOAD_C = Path(__file__).resolve().parent / "peers" / "fanload.c"
 # A generator this busy (share of its core) was the limit of its run.
 GEN_BOUND = 0.9
 
@@ -255,6 +265,7 @@ def spec_for(sc: Scenario, args, proto: str, member_port: int, sender_port: int)
         "probe_every": args.probe_every,
         "quickack": not args.no_quickack,
         "fill": args.fill if sc.key in ("all100", "stuck100") else 0,
+        "engine": args.engine,
     }
 
 
@@ -439,13 +450,14 @@ def report(results: dict, scenarios: list[Scenario], names: list[str], args, not
             continue
         out += [f"\n#### {sc.key}: {title(sc, args)}\n",
                 "| server | deliveries/s | p50 ms | p99 ms | max ms | server CPU µs/delivery | "
-                "server core busy | generator core busy | lines sent | lines not sent | members closed |",
-                "|" + " --- |" * 11]
+                "server core busy | generator core busy | bytes a member read | lines sent | lines not sent | "
+                "members closed |",
+                "|" + " --- |" * 12]
         for n, r in rows:
             out.append(f"| {n} | {cell(r, 'dps')} | {cell(r, 'p50', 2)} | {cell(r, 'p99', 2)} | "
                        f"{cell(r, 'max', 1)} | {cell(r, 'cpu_us', 3)} | {cell(r, 'server_cpu', 2)} | "
-                       f"{cell(r, 'gen_cpu', 2)} | {cell(r, 'sent')} | {cell(r, 'skipped')} | "
-                       f"{cell(r, 'closed')} |")
+                       f"{cell(r, 'gen_cpu', 2)} | {cell(r, 'read_bytes')} | {cell(r, 'sent')} | "
+                       f"{cell(r, 'skipped')} | {cell(r, 'closed')} |")
     out += room_report(room, args)
     out.append("")
     for n in names:
@@ -497,6 +509,8 @@ def main() -> None:
     ap.add_argument("--room-duration", type=float, default=10, help="room10k: seconds (default 10)")
     ap.add_argument("--no-quickack", action="store_true", help="members leave delayed ACKs on")
     ap.add_argument("--unpinned", action="store_true", help="server and generator on any CPU")
+    ap.add_argument("--python-loop", action="store_true",
+                    help="closed-loop rows: the Python loop, not benchmarks/peers/fanload.c")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "chat-results.md"))
     args = ap.parse_args()
     if args.quick:
@@ -521,6 +535,13 @@ def main() -> None:
             scenarios = [s for s in scenarios if not s.redis]
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="sockit-chat-bench-") as tmp:
+        args.engine = None
+        if not args.python_loop and shutil.which("gcc"):
+            args.engine = str(Path(tmp) / "fanload")
+            subprocess.run(["gcc", "-O3", "-o", args.engine, str(FANLOAD_C)], check=True)
+        elif any(s.mode == "one" for s in scenarios):
+            notes.append("The closed-loop rows ran the Python loop (`--python-loop` or no gcc): "
+                         "its core, not the server's, is then the limit.")
         have = servers(Path(tmp))
         if args.peers:
             wanted = {"sockit", *args.peers.split(",")}

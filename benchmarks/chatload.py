@@ -7,7 +7,10 @@ against one server, from one Python process, reported as one JSON line.
 chat.py runs it pinned to CPU 1 and reads its stdout: `START` when the
 measured part begins, `END` when it ends (chat.py reads the server's CPU
 time at both), then the figures. The spec's keys are those chat.py's
-`spec_for` writes.
+`spec_for` writes. With `engine` set (chat.py builds
+benchmarks/peers/fanload.c), the closed loop (mode `one`) runs in that C
+program, on the sockets joined here: the loop below then only connects,
+joins and syncs.
 
 One process on epoll; each member is a socket it reads. Every line sent
 has a 32-byte text starting with `^`, and every `probe_every`-th line is
@@ -36,6 +39,7 @@ import os
 import re
 import select
 import socket
+import subprocess
 import sys
 import time
 
@@ -71,13 +75,16 @@ def read_until(sock: socket.socket, needle: bytes, got: bytes = b"") -> bytes:
 
 
 class Proto:
-    """How a member joins one kind of server, and how it says a line."""
+    """How a member joins one kind of server, and how it says a line:
+    `prefix`, the text, `suffix`."""
+
+    prefix, suffix = b"", b"\n"
 
     def join(self, sock: socket.socket, nick: str) -> None:
         raise NotImplementedError
 
     def line(self, body: bytes) -> bytes:
-        return body + b"\n"
+        return self.prefix + body + self.suffix
 
 
 class SockitProto(Proto):
@@ -96,6 +103,8 @@ class NcatProto(Proto):
 
 
 class IrcProto(Proto):
+    prefix, suffix = b"PRIVMSG " + CHANNEL + b" :", b"\r\n"
+
     def join(self, sock: socket.socket, nick: str) -> None:
         n = nick.encode()
         sock.sendall(b"NICK %s\r\nUSER %s 0 * :bench\r\n" % (n, n))
@@ -105,9 +114,6 @@ class IrcProto(Proto):
         got = read_until(sock, b" 366 ")
         if b" 381 " not in got:
             raise RuntimeError(f"OPER refused: {got[-300:]!r}")
-
-    def line(self, body: bytes) -> bytes:
-        return b"PRIVMSG " + CHANNEL + b" :" + body + b"\r\n"
 
 
 class WsProto(SockitProto):
@@ -125,9 +131,6 @@ class WsProto(SockitProto):
         # Frames from the server are not masked: the text is there as is.
         # A frame's length byte is never `^` (94) here: lines are 37 bytes.
         read_until(sock, b"* welcome", got)
-
-    def line(self, body: bytes) -> bytes:
-        raise NotImplementedError("the WebSocket members only listen")
 
 
 PROTOS = {"sockit": SockitProto(), "ncat": NcatProto(), "irc": IrcProto(), "ws": WsProto()}
@@ -361,10 +364,37 @@ class Load:
             return True
         return False
 
+    def run_in_c(self) -> dict:
+        """The closed loop in C (benchmarks/peers/fanload.c, built by
+        chat.py), on the sockets joined here; it prints START and END
+        itself."""
+        s = self.spec
+        sender, members = self.senders[0], self.members
+        for sock in [sender, *members]:
+            sock.setblocking(False)
+        argv = [s["engine"], str(sender.fileno()), str(s["window"]), str(s["batch"]),
+                str(s["probe_every"]), str(s["warmup"]), str(s["duration"]), str(int(self.quickack)),
+                self.sproto.prefix.decode(), self.sproto.suffix.decode(),
+                *(str(m.fileno()) for m in members)]
+        fds = [sender.fileno(), *(m.fileno() for m in members)]
+        proc = subprocess.Popen(argv, pass_fds=fds, stdout=subprocess.PIPE, text=True)
+        result = None
+        for line in proc.stdout:
+            if line.startswith("{"):
+                result = json.loads(line)
+            else:
+                print(line.strip(), flush=True)
+        if proc.wait() != 0 or result is None:
+            raise RuntimeError(f"fanload exited with {proc.returncode}")
+        result.update(filled=0, stuck_closed=None, engine="c")
+        return result
+
     def run(self) -> dict:
         self.setup()
         self.sync()
         s = self.spec
+        if s["mode"] == "one" and s.get("engine"):
+            return self.run_in_c()
         if s.get("fill"):
             self.fill()
         start = time.perf_counter_ns()
