@@ -19,6 +19,14 @@ use std::fmt::Write as _;
 /// assert_eq!(clean(b"\x1b[2J\tok \xff"), "\\x1b[2J ok \\xff");
 /// ```
 pub fn clean(line: &[u8]) -> Cow<'_, str> {
+    // Printable ASCII, most of what is typed, is fine as it is: checked
+    // without an early exit, so the compiler checks many bytes at a time.
+    let printable = line
+        .iter()
+        .fold(true, |ok, &b| ok & (b' '..=b'~').contains(&b));
+    if printable && let Ok(text) = std::str::from_utf8(line) {
+        return Cow::Borrowed(text);
+    }
     if let Ok(text) = std::str::from_utf8(line)
         && !text.chars().any(char::is_control)
     {
