@@ -4,6 +4,7 @@
     python3 benchmarks/all.py              # every suite, full length (about an hour)
     python3 benchmarks/all.py --quick      # every suite, one short round (~15 minutes)
     python3 benchmarks/all.py --only core,chat
+    python3 benchmarks/all.py --only chat --gather   # re-run one suite, keep the others' tables
 
 Runs the suites one after another, never two at once (on two cores a
 second load would be measured as the first one's noise):
@@ -20,7 +21,9 @@ Each suite writes its own table (`benchmarks/*-results.md`, committed, the
 detail); this script gathers them, in the order above, into
 `benchmarks/results.md` with the time each took. Every figure in it
 comes from this one run. A suite that fails or passes its time limit is
-reported there as such and the rest still run.
+reported there as such and the rest still run. With `--gather`, the
+suites not named by `--only` are not run but their last tables are
+gathered too, each under its own date, and the summary says which ran.
 
 Each suite is bounded by its own limit (`--limit-scale` stretches them
 all); every load inside them is bounded in time and count as well.
@@ -54,8 +57,8 @@ SUITES = [
     Suite("tls", "tls.py", "tls-results.md", limit_s=900),
     Suite("http", "http.py", "http-results.md", limit_s=1200),
     Suite("chat", "chat.py", "chat-results.md",
-          full=["--only", "fan100,fan500,fan100-rate,fan500-rate,all100,stuck100,ws100,redis100"],
-          quick=["--quick", "--only", "fan100,fan500,fan100-rate,fan500-rate,all100,stuck100,ws100,redis100"],
+          full=["--only", "fan100,fan500,busy100,fan100-rate,fan500-rate,all100,stuck100,ws100,redis100"],
+          quick=["--quick", "--only", "fan100,fan500,busy100,fan100-rate,fan500-rate,all100,stuck100,ws100,redis100"],
           limit_s=1500),
     Suite("room", "chat.py", "room-results.md",
           full=["--only", "room10k", "--rounds", "3"], quick=["--only", "room10k", "--rounds", "1"],
@@ -93,6 +96,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="one short round of each suite")
     ap.add_argument("--only", help="comma-separated suites: " + ", ".join(s.key for s in SUITES))
     ap.add_argument("--limit-scale", type=float, default=1.0, help="stretch every suite's time limit")
+    ap.add_argument("--gather", action="store_true",
+                    help="with --only: also gather the other suites' last tables, without running them")
     ap.add_argument("--out", default=str(HERE / "results.md"))
     args = ap.parse_args()
     wanted = set(args.only.split(",")) if args.only else None
@@ -103,15 +108,18 @@ def main() -> None:
     outcomes = []
     for suite in SUITES:
         if wanted and suite.key not in wanted:
+            if args.gather and (HERE / suite.out).exists():
+                outcomes.append((suite, "not run: its last table", 0.0))
             continue
         outcome, took = run_suite(suite, args.quick, args.limit_scale)
         outcomes.append((suite, outcome, took))
     lines = [
         "# sockit benchmarks: every suite, one run",
         "",
-        f"Started {started}, {'quick' if args.quick else 'full'} run of `benchmarks/all.py`; "
+        f"Started {started}, {'quick' if args.quick else 'full'} run of `benchmarks/all.py`"
+        f"{' (some suites only, the others gathered from their last runs)' if args.gather else ''}; "
         "each suite ran alone, one after another. Every ratio below is sockit over a peer "
-        "measured in the same suite run; each suite's own header gives its method "
+        "measured in the same suite run; each suite's own header gives its date and its method "
         "(servers pinned to one core and the load generator to the other, interleaved rounds, medians).",
         "",
         "| suite | script | outcome | minutes |",
@@ -122,7 +130,7 @@ def main() -> None:
     for suite, outcome, _ in outcomes:
         lines += ["", f"## {suite.key} ({suite.script})", ""]
         result = HERE / suite.out
-        if outcome == "ok" and result.exists():
+        if outcome in ("ok", "not run: its last table") and result.exists():
             text = result.read_text().strip()
             # The suites' own headings go one level down under the suite's.
             lines += [("#" + l if l.startswith("#") else l) for l in text.splitlines()]

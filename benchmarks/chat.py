@@ -10,7 +10,7 @@ delivery latency, the same load against each server in one run.
 Each server runs pinned to CPU 0 and the load generator
 (benchmarks/chatload.py, one Python process on epoll) to CPU 1 (PERF.md;
 `--unpinned` lets both use both). In the closed-loop rows (fan100,
-fan500, ws100) chatload.py connects and joins, then hands the sockets
+fan500, busy100, ws100) chatload.py connects and joins, then hands the sockets
 to benchmarks/peers/fanload.c (built with gcc -O3), which runs the load
 in C: the Python loop's core, three quarters of it in the interpreter,
 was the limit there for every server (`--python-loop` runs it anyway).
@@ -23,6 +23,11 @@ member. Every line has a 32-byte text; every 8th carries its send time
   yet received, written `--batch` (32) at a time, like wrk's fixed
   number of connections. Deliveries/s, server CPU per delivery, and the
   latency under that load (mostly queueing: window / rate).
+- busy100: 100 members, every one of them sending, closed loop: the
+  members take turns to write `--batch` lines while fewer than
+  `--window` lines are owed to the member furthest behind (each is owed
+  every line but its own). Deliveries/s with everyone talking at once,
+  as fast as the server lets them (C loop only).
 - fan100-rate, fan500-rate: the same rooms with the sender open loop at
   `--latency-load` deliveries/s (default 50,000: 500 lines/s to 100
   members, 100 to 500), which every server here sustains: the latency
@@ -130,7 +135,7 @@ GEN_BOUND = 0.9
 class Scenario:
     key: str
     title: str
-    mode: str  # one | rate | all (see chatload.Load) | room (roomload.py)
+    mode: str  # one | rate | all | each (see chatload.Load) | room (roomload.py)
     members: int
     stuck: bool = False
     web: bool = False  # sockit only: members on the WebSocket
@@ -145,6 +150,7 @@ SCENARIOS = [
     Scenario("fan500", "one sender, 500 members (closed loop)", "one", 500),
     Scenario("fan100-rate", "one sender, 100 members, fixed rate", "rate", 100),
     Scenario("fan500-rate", "one sender, 500 members, fixed rate", "rate", 500),
+    Scenario("busy100", "100 members, each sending (closed loop)", "each", 100),
     Scenario("all100", "100 members, each sending", "all", 100),
     Scenario("stuck100", "100 members each sending, one stuck member", "all", 100, stuck=True),
     Scenario("ws100", "one sender, 100 WebSocket members (closed loop)", "one", 100, web=True),
@@ -539,9 +545,11 @@ def main() -> None:
         if not args.python_loop and shutil.which("gcc"):
             args.engine = str(Path(tmp) / "fanload")
             subprocess.run(["gcc", "-O3", "-o", args.engine, str(FANLOAD_C)], check=True)
-        elif any(s.mode == "one" for s in scenarios):
+        elif any(s.mode in ("one", "each") for s in scenarios):
             notes.append("The closed-loop rows ran the Python loop (`--python-loop` or no gcc): "
-                         "its core, not the server's, is then the limit.")
+                         "its core, not the server's, is then the limit; busy100 needs the C loop "
+                         "and was not run.")
+            scenarios = [s for s in scenarios if s.mode != "each"]
         have = servers(Path(tmp))
         if args.peers:
             wanted = {"sockit", *args.peers.split(",")}

@@ -169,7 +169,8 @@ class Load:
 
     mode `one`: a sender of its own, closed loop (window); `rate`: a
     sender of its own at a fixed rate; `all`: every member sends at a
-    fixed rate. Open-loop lines carry their intended send time.
+    fixed rate; `each`: every member sends, in turn, closed loop (the C
+    loop only). Open-loop lines carry their intended send time.
     """
 
     def __init__(self, spec: dict):
@@ -188,7 +189,7 @@ class Load:
         s = self.spec
         mproto, self.sproto = PROTOS[s["member_proto"]], PROTOS[s["sender_proto"]]
         maddr, saddr = tuple(s["member_addr"]), tuple(s["sender_addr"])
-        every_sends = s["mode"] == "all"
+        every_sends = s["mode"] in ("all", "each")
         # sockit members keep their address names unless they send; IRC
         # needs a nick.
         named = every_sends or s["member_proto"] == "irc"
@@ -227,7 +228,7 @@ class Load:
             self.ep.unregister(sock.fileno())
             self.counts[i] = GONE
             self.closed += 1
-            if self.spec["mode"] == "all":
+            if self.spec["mode"] in ("all", "each"):
                 self.dead[i] = True
             return
         if self.quickack:
@@ -309,7 +310,8 @@ class Load:
     def sync(self) -> None:
         """Until every member has heard sender 0: the room is ready."""
         deadline = time.monotonic() + 15
-        others = range(1, len(self.members)) if self.spec["mode"] == "all" else range(len(self.members))
+        every_sends = self.spec["mode"] in ("all", "each")
+        others = range(1, len(self.members)) if every_sends else range(len(self.members))
         while any(self.counts[i] == 0 for i in others):
             if time.monotonic() > deadline:
                 missing = sum(1 for i in others if self.counts[i] == 0)
@@ -367,16 +369,19 @@ class Load:
     def run_in_c(self) -> dict:
         """The closed loop in C (benchmarks/peers/fanload.c, built by
         chat.py), on the sockets joined here; it prints START and END
-        itself."""
+        itself. In mode `each` the members are the senders (-1 for the
+        sender's descriptor)."""
         s = self.spec
-        sender, members = self.senders[0], self.members
-        for sock in [sender, *members]:
+        members = self.members
+        lone = [] if s["mode"] == "each" else [self.senders[0]]
+        for sock in [*lone, *members]:
             sock.setblocking(False)
-        argv = [s["engine"], str(sender.fileno()), str(s["window"]), str(s["batch"]),
+        sender_fd = str(lone[0].fileno()) if lone else "-1"
+        argv = [s["engine"], sender_fd, str(s["window"]), str(s["batch"]),
                 str(s["probe_every"]), str(s["warmup"]), str(s["duration"]), str(int(self.quickack)),
                 self.sproto.prefix.decode(), self.sproto.suffix.decode(),
                 *(str(m.fileno()) for m in members)]
-        fds = [sender.fileno(), *(m.fileno() for m in members)]
+        fds = [sock.fileno() for sock in [*lone, *members]]
         proc = subprocess.Popen(argv, pass_fds=fds, stdout=subprocess.PIPE, text=True)
         result = None
         for line in proc.stdout:
@@ -393,8 +398,10 @@ class Load:
         self.setup()
         self.sync()
         s = self.spec
-        if s["mode"] == "one" and s.get("engine"):
+        if s["mode"] in ("one", "each") and s.get("engine"):
             return self.run_in_c()
+        if s["mode"] == "each":
+            raise RuntimeError("mode `each` needs the C loop (benchmarks/peers/fanload.c)")
         if s.get("fill"):
             self.fill()
         start = time.perf_counter_ns()

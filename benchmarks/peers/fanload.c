@@ -1,12 +1,14 @@
 /*
- * The closed-loop part of benchmarks/chatload.py (fan100, fan500, ws100),
- * in C: one sender keeps WINDOW lines in flight that some member has not
- * yet received, BATCH lines a write, and every member's socket is read
- * and its lines counted. chatload.py connects and joins the members and
- * the sender (each server's own protocol), then runs this program with
- * the sockets inherited, so that the generator is not the limit of the
- * run: the Python loop spends three quarters of its core in the
- * interpreter, this one spends its time in recv().
+ * The closed-loop part of benchmarks/chatload.py (fan100, fan500, ws100,
+ * busy100), in C: the senders keep WINDOW lines in flight that some
+ * member has not yet received, BATCH lines a write, and every member's
+ * socket is read and its lines counted. The sender is one connection of
+ * its own (SENDER_FD), or with SENDER_FD -1 every member, in turn: a
+ * member hears everyone's lines but its own. chatload.py connects and
+ * joins the members and the sender (each server's own protocol), then
+ * runs this program with the sockets inherited, so that the generator is
+ * not the limit of the run: the Python loop spends three quarters of its
+ * core in the interpreter, this one spends its time in recv().
  *
  *   fanload SENDER_FD WINDOW BATCH PROBE_EVERY WARMUP_S DURATION_S
  *           QUICKACK PREFIX SUFFIX MEMBER_FD...
@@ -44,8 +46,12 @@
 struct member {
     int fd;
     int64_t count;      /* lines heard; GONE once the server closed it */
+    int64_t said;       /* lines it sent (every member sending) */
     size_t tail_len;    /* a probe cut by the end of the last read */
     char tail[TAIL_MAX];
+    char *pending;      /* what its socket did not take yet */
+    size_t pending_len;
+    int armed;          /* waiting for EPOLLOUT */
 };
 
 static int64_t now_ns(void) {
@@ -123,47 +129,67 @@ static int64_t scan(struct member *m, char *buf, size_t from, size_t end, int me
     return got;
 }
 
+/* Sends what `m` has pending; false once its socket is closed. */
+static int flush(int ep, struct member *m, uint32_t index) {
+    ssize_t w = send(m->fd, m->pending, m->pending_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w < 0 && errno != EAGAIN)
+        return 0;
+    if (w > 0) {
+        memmove(m->pending, m->pending + w, m->pending_len - w);
+        m->pending_len -= w;
+    }
+    int want = m->pending_len > 0;
+    if (want != m->armed) {
+        struct epoll_event ev = {.events = want ? EPOLLIN | EPOLLOUT : EPOLLIN, .data.u32 = index};
+        epoll_ctl(ep, EPOLL_CTL_MOD, m->fd, &ev);
+        m->armed = want;
+    }
+    return 1;
+}
+
 int main(int argc, char **argv) {
     if (argc < 11) {
         fprintf(stderr, "usage: fanload SENDER_FD WINDOW BATCH PROBE_EVERY WARMUP_S DURATION_S "
                         "QUICKACK PREFIX SUFFIX MEMBER_FD...\n");
         return 2;
     }
-    int sender = atoi(argv[1]);
+    int sender_fd = atoi(argv[1]);
     int64_t window = atoll(argv[2]), batch = atoll(argv[3]), every = atoll(argv[4]);
     double warmup = atof(argv[5]), duration = atof(argv[6]);
     int quickack = atoi(argv[7]);
     const char *prefix = argv[8], *suffix = argv[9];
     size_t pre = strlen(prefix), suf = strlen(suffix), line_len = pre + TEXT_LEN + suf;
     int n = argc - 10;
-    struct member *members = calloc(n, sizeof *members);
-    char *buf = malloc(READ_BUF + TAIL_MAX);
-    /* What the sender's socket did not take yet. */
-    char *out = malloc(batch * line_len), *pending = malloc(batch * line_len);
-    size_t pending_len = 0;
-    if (!members || !buf || !out || !pending)
+    /* members[n], when there is one, is the sender of its own: what it
+     * hears is not counted. */
+    int lone = sender_fd >= 0, senders = lone ? 1 : n;
+    struct member *members = calloc(n + 1, sizeof *members);
+    char *buf = malloc(READ_BUF + TAIL_MAX), *out = malloc(batch * line_len);
+    if (!members || !buf || !out)
         die("malloc");
 
     int ep = epoll_create1(0);
     if (ep < 0)
         die("epoll_create1");
-    struct epoll_event ev = {.events = EPOLLIN};
-    for (int i = 0; i < n; i++) {
-        members[i].fd = atoi(argv[10 + i]);
-        ev.data.u32 = i;
-        if (epoll_ctl(ep, EPOLL_CTL_ADD, members[i].fd, &ev) < 0)
-            die("epoll_ctl member");
+    for (int i = 0; i < n + lone; i++) {
+        struct member *m = &members[i];
+        m->fd = i < n ? atoi(argv[10 + i]) : sender_fd;
+        if (i == n || !lone) {
+            m->pending = malloc(batch * line_len);
+            if (!m->pending)
+                die("malloc");
+        }
+        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = i};
+        if (epoll_ctl(ep, EPOLL_CTL_ADD, m->fd, &ev) < 0)
+            die("epoll_ctl");
     }
-    ev.data.u32 = n;
-    if (epoll_ctl(ep, EPOLL_CTL_ADD, sender, &ev) < 0)
-        die("epoll_ctl sender");
 
     int64_t start = now_ns(), warm_end = start + (int64_t)(warmup * 1e9);
     int64_t end = warm_end + (int64_t)(duration * 1e9);
     int64_t sent_total = 0, sent = 0, received = 0, seq = 0, closed = 0, wall0 = 0;
     int64_t reads = 0, bytes = 0; /* members' reads while measuring */
     double cpu0 = 0;
-    int measuring = 0;
+    int measuring = 0, turn = 0;
     struct epoll_event events[MAXEV];
 
     for (;;) {
@@ -177,18 +203,28 @@ int main(int argc, char **argv) {
             printf("START\n");
             fflush(stdout);
         }
+        /* Member i is owed every line sent but its own: the one furthest
+         * behind sets the room left in the window. */
         int64_t floor = GONE;
         for (int i = 0; i < n; i++)
-            if (members[i].count < floor)
-                floor = members[i].count;
+            if (members[i].count != GONE && members[i].count + members[i].said < floor)
+                floor = members[i].count + members[i].said;
         if (floor == GONE)
             floor = sent_total;
         int64_t room = window - (sent_total - floor);
-        while (room > 0 && !pending_len) {
+        /* Each sender in turn (one that is closed, or whose last write is
+         * not all out, is passed over), `batch` lines a write. */
+        for (int tries = 0; room > 0 && tries < senders; tries++) {
+            int j = lone ? n : turn;
+            turn = (turn + 1) % n;
+            struct member *m = &members[j];
+            if (m->pending_len || m->count == GONE)
+                continue;
+            tries = -1;
             int64_t k = room < batch ? room : batch;
             int64_t ts = now_ns();
             char *p = out;
-            for (int64_t j = 0; j < k; j++, seq++) {
+            for (int64_t l = 0; l < k; l++, seq++) {
                 memcpy(p, prefix, pre);
                 char *t = p + pre;
                 int used = seq % every == 0 ? snprintf(t, TEXT_LEN + 1, "^T%lld;", (long long)ts)
@@ -197,19 +233,16 @@ int main(int argc, char **argv) {
                 memcpy(t + TEXT_LEN, suffix, suf);
                 p += line_len;
             }
-            size_t len = p - out;
-            ssize_t w = send(sender, out, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-            if (w < 0 && errno != EAGAIN)
-                die("the server closed the sender's connection");
-            if (w < 0)
-                w = 0;
-            if ((size_t)w < len) {
-                pending_len = len - w;
-                memcpy(pending, out + w, pending_len);
-                ev.events = EPOLLIN | EPOLLOUT;
-                ev.data.u32 = n;
-                epoll_ctl(ep, EPOLL_CTL_MOD, sender, &ev);
+            memcpy(m->pending, out, p - out);
+            m->pending_len = p - out;
+            if (!flush(ep, m, j)) {
+                if (lone)
+                    die("the server closed the sender's connection");
+                m->pending_len = 0;
+                continue;
             }
+            if (!lone)
+                m->said += k;
             sent_total += k;
             room -= k;
             if (measuring)
@@ -221,33 +254,22 @@ int main(int argc, char **argv) {
         now = now_ns();
         for (int e = 0; e < ready; e++) {
             uint32_t i = events[e].data.u32;
-            if (i == (uint32_t)n) {
-                if (events[e].events & EPOLLOUT && pending_len) {
-                    ssize_t w = send(sender, pending, pending_len, MSG_NOSIGNAL | MSG_DONTWAIT);
-                    if (w < 0 && errno != EAGAIN)
-                        die("the server closed the sender's connection");
-                    if (w > 0) {
-                        memmove(pending, pending + w, pending_len - w);
-                        pending_len -= w;
-                    }
-                    if (!pending_len) {
-                        ev.events = EPOLLIN;
-                        epoll_ctl(ep, EPOLL_CTL_MOD, sender, &ev);
-                    }
-                }
-                if (events[e].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-                    /* What the server says to the sender is not counted. */
-                    ssize_t r;
-                    while ((r = recv(sender, buf, READ_BUF, MSG_DONTWAIT)) > 0)
-                        ;
-                    if (r == 0 || (r < 0 && errno != EAGAIN))
-                        die("the server closed the sender's connection");
-                }
-                continue;
-            }
             struct member *m = &members[i];
             if (m->count == GONE)
                 continue;
+            if (events[e].events & EPOLLOUT && m->pending_len && !flush(ep, m, i) && lone)
+                die("the server closed the sender's connection");
+            if (!(events[e].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+                continue;
+            if (i == (uint32_t)n) {
+                /* What the server says to the lone sender is not counted. */
+                ssize_t r;
+                while ((r = recv(m->fd, buf, READ_BUF, MSG_DONTWAIT)) > 0)
+                    ;
+                if (r == 0 || (r < 0 && errno != EAGAIN))
+                    die("the server closed the sender's connection");
+                continue;
+            }
             size_t t = m->tail_len;
             memcpy(buf, m->tail, t);
             ssize_t r = recv(m->fd, buf + t, READ_BUF, MSG_DONTWAIT);
