@@ -8,9 +8,9 @@ chat.py runs it pinned to CPU 1 and reads its stdout: `START` when the
 measured part begins, `END` when it ends (chat.py reads the server's CPU
 time at both), then the figures. The spec's keys are those chat.py's
 `spec_for` writes. With `engine` set (chat.py builds
-benchmarks/peers/fanload.c), the closed loop (mode `one`) runs in that C
-program, on the sockets joined here: the loop below then only connects,
-joins and syncs.
+benchmarks/peers/fanload.c), the closed loops (modes `one` and `each`)
+run in that C program, on the sockets joined here: the loop below then
+only connects, joins and syncs.
 
 One process on epoll; each member is a socket it reads. Every line sent
 has a 32-byte text starting with `^`, and every `probe_every`-th line is
