@@ -177,6 +177,35 @@ async fn browser_and_telnet_members_share_rooms_nicks_and_history() {
 }
 
 #[tokio::test]
+async fn a_web_member_that_reads_late_gets_a_burst_whole_and_in_order() {
+    // Its receive buffer is 4 KiB and it reads nothing at first, so the
+    // server's writes to it block partway through the burst, and its
+    // frames go out over many polls: each line must come once, in order.
+    let (_server, tcp_addr, web) = chat(&["--flood-rate", "0"]);
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(web.parse().unwrap()).await.unwrap();
+    let request = format!("ws://{web}/ws").into_client_request().unwrap();
+    let (mut ws, _) = timeout(STEP, tokio_tungstenite::client_async(request, stream))
+        .await
+        .expect("the handshake in time")
+        .expect("the upgrade");
+    assert!(ws_line(&mut ws).await.starts_with(WELCOME));
+    let mut sender = Tcp::join(&tcp_addr, STEP).await;
+    assert!(ws_line(&mut ws).await.ends_with(" joined lobby"));
+
+    // 900 lines of 1,000 bytes in one write: far more than the kernel
+    // holds for the member, fewer than its `--queue` (1000).
+    let text = "x".repeat(994);
+    let burst: Vec<String> = (0..900).map(|i| format!("{i:05} {text}")).collect();
+    sender.send(&burst.join("\n")).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for line in &burst {
+        assert_eq!(ws_line(&mut ws).await, format!("[{}] {line}", sender.name));
+    }
+}
+
+#[tokio::test]
 async fn the_upgrade_is_refused_to_other_origins() {
     let (_server, _, web) = chat(&[]);
     for origin in [

@@ -11,17 +11,19 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use futures_util::{SinkExt, Stream, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-use super::hub::{Flow, Hub, Inbox, Membership, Speech};
+use super::hub::{Flow, Hub, Inbox, Lines, Membership, Speech};
 use super::notice::Notice;
 use super::session::{DRAIN_WAIT, Flood, KEPT_BATCH, WRITE_BATCH, act};
 use crate::service::{ConnContext, IdleTimer};
@@ -72,13 +74,15 @@ where
         .write_buffer_size(WRITE_BUFFER)
         .max_message_size(Some(cap))
         .max_frame_size(Some(cap));
-    let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
-    let (mut sink, mut source) = ws.split();
+    let ws = Shared(Mutex::new(
+        WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await,
+    ));
     let (member, mut lines) = hub.join(ctx.peer.to_string()).await;
     let dropped = lines.dropped.clone();
     let close = {
+        let mut source = Frames(&ws);
         let reading = read_frames(&mut source, &member, hub, ctx);
-        let writing = write_lines(&mut sink, &mut lines);
+        let writing = write_lines(&ws, &mut lines);
         tokio::pin!(reading, writing);
         let read = tokio::select! {
             read = &mut reading => read,
@@ -108,13 +112,40 @@ where
         reason: "".into(),
     };
     // Our close frame, then the client's answer (or a second's wait).
+    let mut ws = ws.0.into_inner().unwrap_or_else(PoisonError::into_inner);
     let _ = tokio::time::timeout(CLOSE_WAIT, async {
-        if sink.send(Message::Close(Some(frame))).await.is_ok() {
-            while let Some(Ok(_)) = source.next().await {}
+        if ws.send(Message::Close(Some(frame))).await.is_ok() {
+            while let Some(Ok(_)) = ws.next().await {}
         }
     })
     .await;
     Ok(())
+}
+
+/// The member's WebSocket, read and written side by side in its task.
+/// A lock of its own rather than `StreamExt::split`: the writer takes it
+/// once a poll for as much of a batch of frames as goes, where the split
+/// halves lock twice a frame (`poll_ready`, `start_send`). The two sides take turns in one
+/// task, so the lock is never contended.
+struct Shared<S>(Mutex<WebSocketStream<S>>);
+
+impl<S> Shared<S> {
+    fn lock(&self) -> MutexGuard<'_, WebSocketStream<S>> {
+        // A panic while holding it ends the task that holds the other
+        // side too: nothing half-done can be seen.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The reading side of [`Shared`].
+struct Frames<'a, S>(&'a Shared<S>);
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Stream for Frames<'_, S> {
+    type Item = Result<Message, WsError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.lock().poll_next_unpin(cx)
+    }
 }
 
 /// Reads the member's frames and acts on them, until a close frame, EOF,
@@ -196,23 +227,52 @@ fn strip_line_end(text: &str) -> &str {
 
 /// Writes the member's queued lines, one text frame each, until the queue
 /// closes; one flush per batch.
-async fn write_lines<W>(sink: &mut W, lines: &mut Inbox) -> Result<(), WsError>
+async fn write_lines<S>(ws: &Shared<S>, lines: &mut Inbox) -> Result<(), WsError>
 where
-    W: Sink<Message, Error = WsError> + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut batch = VecDeque::new();
     while lines.recv_many(&mut batch, WRITE_BATCH).await > 0 {
-        for lines in batch.drain(..) {
-            for line in lines.iter() {
-                sink.feed(Message::text(line.to_owned())).await?;
-            }
-        }
-        sink.flush().await?;
+        let mut sent = Sent::default();
+        std::future::poll_fn(|cx| send_batch(&mut ws.lock(), cx, &batch, &mut sent)).await?;
+        batch.clear();
         if batch.capacity() > KEPT_BATCH {
             batch = VecDeque::new();
         }
     }
     Ok(())
+}
+
+/// How far [`send_batch`] got: whole entries of the batch, and lines of
+/// the next one.
+#[derive(Default)]
+struct Sent {
+    entries: usize,
+    lines: usize,
+}
+
+/// Queues the batch's lines in tungstenite, one text frame each, from
+/// where `sent` says, then flushes them: pending when the socket is full,
+/// to go on from there.
+fn send_batch<S>(
+    ws: &mut WebSocketStream<S>,
+    cx: &mut Context<'_>,
+    batch: &VecDeque<Lines>,
+    sent: &mut Sent,
+) -> Poll<Result<(), WsError>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    while let Some(entry) = batch.get(sent.entries) {
+        for line in entry.iter().skip(sent.lines) {
+            ready!(ws.poll_ready_unpin(cx))?;
+            ws.start_send_unpin(Message::text(line.to_owned()))?;
+            sent.lines += 1;
+        }
+        sent.entries += 1;
+        sent.lines = 0;
+    }
+    ws.poll_flush_unpin(cx)
 }
 
 #[cfg(test)]
