@@ -7,32 +7,11 @@ mod common;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use common::{Proc, TempDir, connect, read_to_eof, run_bounded, serve};
+use common::{
+    Proc, TempDir, children_described as children, connect, read_to_eof, run_bounded, serve,
+};
 
 const LIMIT: Duration = Duration::from_secs(20);
-
-/// The processes whose parent is `pid` (its children), from /proc.
-fn children(pid: u32) -> Vec<(u32, String)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
-            continue;
-        };
-        // pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
-        let Some((head, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(pid) {
-            let comm = head.split_once('(').map_or("", |(_, c)| c).to_owned();
-            out.push((child, format!("{comm} {}", fields[0])));
-        }
-    }
-    out
-}
 
 /// Waits until the server has no child left.
 fn no_children_within(p: &Proc, limit: Duration) {

@@ -128,9 +128,11 @@ pub fn wait_for_exit(child: &mut Child, limit: Duration) -> Option<std::process:
     }
 }
 
-/// The processes whose parent is `pid` (from /proc): a server's workers.
-pub fn children(pid: u32) -> Vec<u32> {
-    let mut found = Vec::new();
+/// The processes whose parent is `pid` (from /proc), by pid, each with
+/// its name and state (`sleep S`): a server's workers, an exec service's
+/// commands.
+pub fn children_described(pid: u32) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
@@ -138,15 +140,26 @@ pub fn children(pid: u32) -> Vec<u32> {
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
             continue;
         };
-        // `pid (comm) state ppid ...`; comm may hold spaces.
-        let after = &stat[stat.rfind(')').unwrap() + 2..];
-        let ppid: u32 = after.split(' ').nth(1).unwrap().parse().unwrap();
-        if ppid == pid {
-            found.push(child);
+        // pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(pid) {
+            let comm = head.split_once('(').map_or("", |(_, c)| c).to_owned();
+            out.push((child, format!("{comm} {}", fields[0])));
         }
     }
-    found.sort();
-    found
+    out.sort();
+    out
+}
+
+/// The pids of [`children_described`].
+pub fn children(pid: u32) -> Vec<u32> {
+    children_described(pid)
+        .into_iter()
+        .map(|(child, _)| child)
+        .collect()
 }
 
 /// Waits (up to `limit`) until `pid` has `n` children, and returns them.
