@@ -189,7 +189,7 @@ class Load:
         s = self.spec
         mproto, self.sproto = PROTOS[s["member_proto"]], PROTOS[s["sender_proto"]]
         maddr, saddr = tuple(s["member_addr"]), tuple(s["sender_addr"])
-        every_sends = s["mode"] in ("all", "each")
+        every_sends = self.every_sends = s["mode"] in ("all", "each")
         # sockit members keep their address names unless they send; IRC
         # needs a nick.
         named = every_sends or s["member_proto"] == "irc"
@@ -228,7 +228,7 @@ class Load:
             self.ep.unregister(sock.fileno())
             self.counts[i] = GONE
             self.closed += 1
-            if self.spec["mode"] in ("all", "each"):
+            if self.every_sends:
                 self.dead[i] = True
             return
         if self.quickack:
@@ -310,8 +310,7 @@ class Load:
     def sync(self) -> None:
         """Until every member has heard sender 0: the room is ready."""
         deadline = time.monotonic() + 15
-        every_sends = self.spec["mode"] in ("all", "each")
-        others = range(1, len(self.members)) if every_sends else range(len(self.members))
+        others = range(1, len(self.members)) if self.every_sends else range(len(self.members))
         while any(self.counts[i] == 0 for i in others):
             if time.monotonic() > deadline:
                 missing = sum(1 for i in others if self.counts[i] == 0)

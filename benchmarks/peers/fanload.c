@@ -164,8 +164,8 @@ int main(int argc, char **argv) {
      * hears is not counted. */
     int lone = sender_fd >= 0, senders = lone ? 1 : n;
     struct member *members = calloc(n + 1, sizeof *members);
-    char *buf = malloc(READ_BUF + TAIL_MAX), *out = malloc(batch * line_len);
-    if (!members || !buf || !out)
+    char *buf = malloc(READ_BUF + TAIL_MAX);
+    if (!members || !buf)
         die("malloc");
 
     int ep = epoll_create1(0);
@@ -223,7 +223,8 @@ int main(int argc, char **argv) {
             tries = -1;
             int64_t k = room < batch ? room : batch;
             int64_t ts = now_ns();
-            char *p = out;
+            /* Made in its pending buffer (empty now), and sent from there. */
+            char *p = m->pending;
             for (int64_t l = 0; l < k; l++, seq++) {
                 memcpy(p, prefix, pre);
                 char *t = p + pre;
@@ -233,8 +234,7 @@ int main(int argc, char **argv) {
                 memcpy(t + TEXT_LEN, suffix, suf);
                 p += line_len;
             }
-            memcpy(m->pending, out, p - out);
-            m->pending_len = p - out;
+            m->pending_len = p - m->pending;
             if (!flush(ep, m, j)) {
                 if (lone)
                     die("the server closed the sender's connection");
