@@ -198,9 +198,14 @@ fn wake_address(local: SocketAddr) -> SocketAddr {
 fn serve_udp(socket: &std::net::UdpSocket, mut answer: Answer, stop: &CancellationToken) {
     let mut batch = UdpBatch::new();
     while !stop.is_cancelled() {
+        // The wake-up at shutdown is not a client's: the flag is set before
+        // it is sent, so asking once a batch, after the receive, is enough
+        // (the token takes a lock to answer).
+        let mut stopping = None;
         let received = batch.receive(socket, |data, from, replies| {
-            // The wake-up at shutdown is not a client's.
-            if !stop.is_cancelled() && answer.reply(data, Some(from)) {
+            if !*stopping.get_or_insert_with(|| stop.is_cancelled())
+                && answer.reply(data, Some(from))
+            {
                 replies.add(&answer.out, from);
             }
         });
