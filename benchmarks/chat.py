@@ -10,10 +10,13 @@ delivery latency, the same load against each server in one run.
 Each server runs pinned to CPU 0 and the load generator
 (benchmarks/chatload.py, one Python process on epoll) to CPU 1 (PERF.md;
 `--unpinned` lets both use both). In the closed-loop rows (fan100,
-fan500, busy100, ws100) chatload.py connects and joins, then hands the sockets
-to benchmarks/peers/fanload.c (built with gcc -O3), which runs the load
-in C: the Python loop's core, three quarters of it in the interpreter,
-was the limit there for every server (`--python-loop` runs it anyway).
+fan500, busy100, ws100) and the one-sender open-loop rows (fan100-rate,
+fan500-rate, redis100) chatload.py connects and joins, then hands the
+sockets to benchmarks/peers/fanload.c (built with gcc -O3), which runs
+the load in C: the Python loop's core, three quarters of it in the
+interpreter, was the limit of the closed loops for every server, and in
+the open loops reading 100 members one after the other added ~1 ms to
+every line's latency (`--python-loop` runs them in Python anyway).
 A delivery is one line received by one
 member. Every line has a 32-byte text; every 8th carries its send time
 (`--probe-every`), read back at receipt for the latency. Scenarios:
@@ -516,7 +519,7 @@ def main() -> None:
     ap.add_argument("--no-quickack", action="store_true", help="members leave delayed ACKs on")
     ap.add_argument("--unpinned", action="store_true", help="server and generator on any CPU")
     ap.add_argument("--python-loop", action="store_true",
-                    help="closed-loop rows: the Python loop, not benchmarks/peers/fanload.c")
+                    help="the fanload.c rows: the Python loop instead")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "chat-results.md"))
     args = ap.parse_args()
     if args.quick:

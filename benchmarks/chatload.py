@@ -9,8 +9,9 @@ measured part begins, `END` when it ends (chat.py reads the server's CPU
 time at both), then the figures. The spec's keys are those chat.py's
 `spec_for` writes. With `engine` set (chat.py builds
 benchmarks/peers/fanload.c), the closed loops (modes `one` and `each`)
-run in that C program, on the sockets joined here: the loop below then
-only connects, joins and syncs.
+and the one-sender open loop (mode `rate`) run in that C program, on the
+sockets joined here: the loop below then only connects, joins and
+syncs.
 
 One process on epoll; each member is a socket it reads. Every line sent
 has a 32-byte text starting with `^`, and every `probe_every`-th line is
@@ -366,17 +367,19 @@ class Load:
         return False
 
     def run_in_c(self) -> dict:
-        """The closed loop in C (benchmarks/peers/fanload.c, built by
-        chat.py), on the sockets joined here; it prints START and END
-        itself. In mode `each` the members are the senders (-1 for the
-        sender's descriptor)."""
+        """The loop in C (benchmarks/peers/fanload.c, built by chat.py),
+        on the sockets joined here; it prints START and END itself. In
+        mode `each` the members are the senders (-1 for the sender's
+        descriptor); in mode `rate` the sender is open loop at `rate`
+        lines/s."""
         s = self.spec
         members = self.members
         lone = [] if s["mode"] == "each" else [self.senders[0]]
         for sock in [*lone, *members]:
             sock.setblocking(False)
         sender_fd = str(lone[0].fileno()) if lone else "-1"
-        argv = [s["engine"], sender_fd, str(s["window"]), str(s["batch"]),
+        rate = s["rate"] if s["mode"] == "rate" else 0
+        argv = [s["engine"], sender_fd, str(s["window"]), str(s["batch"]), str(rate),
                 str(s["probe_every"]), str(s["warmup"]), str(s["duration"]), str(int(self.quickack)),
                 self.sproto.prefix.decode(), self.sproto.suffix.decode(),
                 *(str(m.fileno()) for m in members)]
@@ -397,7 +400,7 @@ class Load:
         self.setup()
         self.sync()
         s = self.spec
-        if s["mode"] in ("one", "each") and s.get("engine"):
+        if s["mode"] in ("one", "each", "rate") and s.get("engine"):
             return self.run_in_c()
         if s["mode"] == "each":
             raise RuntimeError("mode `each` needs the C loop (benchmarks/peers/fanload.c)")

@@ -1,7 +1,11 @@
 /*
- * The closed-loop part of benchmarks/chatload.py (fan100, fan500, ws100,
- * busy100), in C: the senders keep WINDOW lines in flight that some
- * member has not yet received, BATCH lines a write, and every member's
+ * The one-sender and every-member loops of benchmarks/chatload.py
+ * (fan100, fan500, ws100, busy100, fan100-rate, fan500-rate), in C. Closed
+ * loop (RATE 0): the senders keep WINDOW lines in flight that some member
+ * has not yet received, BATCH lines a write. Open loop (RATE > 0, one
+ * sender): a line is due every 1/RATE s, whatever the members have heard,
+ * and is sent once due; a probe carries the time it was due, so a server
+ * that holds the sender back is charged for it. Either way every member's
  * socket is read and its lines counted. The sender is one connection of
  * its own (SENDER_FD), or with SENDER_FD -1 every member, in turn: a
  * member hears everyone's lines but its own. chatload.py connects and
@@ -10,7 +14,7 @@
  * not the limit of the run: the Python loop spends three quarters of its
  * core in the interpreter, this one spends its time in recv().
  *
- *   fanload SENDER_FD WINDOW BATCH PROBE_EVERY WARMUP_S DURATION_S
+ *   fanload SENDER_FD WINDOW BATCH RATE PROBE_EVERY WARMUP_S DURATION_S
  *           QUICKACK PREFIX SUFFIX MEMBER_FD...
  *
  * A line is PREFIX TEXT SUFFIX, TEXT being 32 bytes that start with `^`;
@@ -129,6 +133,16 @@ static int64_t scan(struct member *m, char *buf, size_t from, size_t end, int me
     return got;
 }
 
+/* Writes one line at p: PREFIX, the 32-byte text (a probe of time `ts`,
+ * or with ts < 0 plain), SUFFIX. */
+static void write_line(char *p, const char *prefix, size_t pre, const char *suffix, size_t suf, int64_t ts) {
+    memcpy(p, prefix, pre);
+    char *t = p + pre;
+    int used = ts >= 0 ? snprintf(t, TEXT_LEN + 1, "^T%lld;", (long long)ts) : (t[0] = '^', 1);
+    memset(t + used, '-', TEXT_LEN - used);
+    memcpy(t + TEXT_LEN, suffix, suf);
+}
+
 /* Sends what `m` has pending; false once its socket is closed. */
 static int flush(int ep, struct member *m, uint32_t index) {
     ssize_t w = send(m->fd, m->pending, m->pending_len, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -148,18 +162,23 @@ static int flush(int ep, struct member *m, uint32_t index) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 11) {
-        fprintf(stderr, "usage: fanload SENDER_FD WINDOW BATCH PROBE_EVERY WARMUP_S DURATION_S "
+    if (argc < 12) {
+        fprintf(stderr, "usage: fanload SENDER_FD WINDOW BATCH RATE PROBE_EVERY WARMUP_S DURATION_S "
                         "QUICKACK PREFIX SUFFIX MEMBER_FD...\n");
         return 2;
     }
     int sender_fd = atoi(argv[1]);
-    int64_t window = atoll(argv[2]), batch = atoll(argv[3]), every = atoll(argv[4]);
-    double warmup = atof(argv[5]), duration = atof(argv[6]);
-    int quickack = atoi(argv[7]);
-    const char *prefix = argv[8], *suffix = argv[9];
+    int64_t window = atoll(argv[2]), batch = atoll(argv[3]), every = atoll(argv[5]);
+    double rate = atof(argv[4]), warmup = atof(argv[6]), duration = atof(argv[7]);
+    int quickack = atoi(argv[8]);
+    const char *prefix = argv[9], *suffix = argv[10];
     size_t pre = strlen(prefix), suf = strlen(suffix), line_len = pre + TEXT_LEN + suf;
-    int n = argc - 10;
+    int n = argc - 11;
+    int open_loop = rate > 0;
+    if (open_loop && sender_fd < 0) {
+        fprintf(stderr, "fanload: RATE needs a sender of its own\n");
+        return 2;
+    }
     /* members[n], when there is one, is the sender of its own: what it
      * hears is not counted. */
     int lone = sender_fd >= 0, senders = lone ? 1 : n;
@@ -173,7 +192,7 @@ int main(int argc, char **argv) {
         die("epoll_create1");
     for (int i = 0; i < n + lone; i++) {
         struct member *m = &members[i];
-        m->fd = i < n ? atoi(argv[10 + i]) : sender_fd;
+        m->fd = i < n ? atoi(argv[11 + i]) : sender_fd;
         if (i == n || !lone) {
             m->pending = malloc(batch * line_len);
             if (!m->pending)
@@ -187,6 +206,9 @@ int main(int argc, char **argv) {
     int64_t start = now_ns(), warm_end = start + (int64_t)(warmup * 1e9);
     int64_t end = warm_end + (int64_t)(duration * 1e9);
     int64_t sent_total = 0, sent = 0, received = 0, seq = 0, closed = 0, wall0 = 0;
+    /* Open loop: when the next line is due, and every how long. */
+    int64_t interval = open_loop ? (int64_t)(1e9 / rate) : 0, due = start;
+    int64_t skipped = 0; /* due lines not sent: the sender's socket was full */
     int64_t reads = 0, bytes = 0; /* members' reads while measuring */
     double cpu0 = 0;
     int measuring = 0, turn = 0;
@@ -203,52 +225,73 @@ int main(int argc, char **argv) {
             printf("START\n");
             fflush(stdout);
         }
-        /* Member i is owed every line sent but its own: the one furthest
-         * behind sets the room left in the window. */
-        int64_t floor = GONE;
-        for (int i = 0; i < n; i++)
-            if (members[i].count != GONE && members[i].count + members[i].said < floor)
-                floor = members[i].count + members[i].said;
-        if (floor == GONE)
-            floor = sent_total;
-        int64_t room = window - (sent_total - floor);
-        /* Each sender in turn (one that is closed, or whose last write is
-         * not all out, is passed over), `batch` lines a write. */
-        for (int tries = 0; room > 0 && tries < senders; tries++) {
-            int j = lone ? n : turn;
-            turn = (turn + 1) % n;
-            struct member *m = &members[j];
-            if (m->pending_len || m->count == GONE)
-                continue;
-            tries = -1;
-            int64_t k = room < batch ? room : batch;
-            int64_t ts = now_ns();
-            /* Made in its pending buffer (empty now), and sent from there. */
-            char *p = m->pending;
-            for (int64_t l = 0; l < k; l++, seq++) {
-                memcpy(p, prefix, pre);
-                char *t = p + pre;
-                int used = seq % every == 0 ? snprintf(t, TEXT_LEN + 1, "^T%lld;", (long long)ts)
-                                            : (t[0] = '^', 1);
-                memset(t + used, '-', TEXT_LEN - used);
-                memcpy(t + TEXT_LEN, suffix, suf);
-                p += line_len;
+        struct timespec wait = {0, 10000000};
+        if (open_loop) {
+            /* Every line due by now, in one write; one the server left no
+             * room for is not sent (and counted), the schedule goes on. */
+            struct member *m = &members[n];
+            size_t cap = (size_t)batch * line_len, before = m->pending_len;
+            for (; due <= now; due += interval, seq++) {
+                if (m->pending_len + line_len > cap) {
+                    if (measuring)
+                        skipped++;
+                    continue;
+                }
+                write_line(m->pending + m->pending_len, prefix, pre, suffix, suf, seq % every == 0 ? due : -1);
+                m->pending_len += line_len;
             }
-            m->pending_len = p - m->pending;
-            if (!flush(ep, m, j)) {
-                if (lone)
+            int64_t k = (int64_t)((m->pending_len - before) / line_len);
+            if (k) {
+                if (!flush(ep, m, n))
                     die("the server closed the sender's connection");
-                m->pending_len = 0;
-                continue;
+                sent_total += k;
+                if (measuring)
+                    sent += k;
             }
-            if (!lone)
-                m->said += k;
-            sent_total += k;
-            room -= k;
-            if (measuring)
-                sent += k;
+            int64_t left = due - now_ns();
+            wait.tv_sec = 0;
+            wait.tv_nsec = left < 0 ? 0 : left < 10000000 ? left : 10000000;
+        } else {
+            /* Member i is owed every line sent but its own: the one furthest
+             * behind sets the room left in the window. */
+            int64_t floor = GONE;
+            for (int i = 0; i < n; i++)
+                if (members[i].count != GONE && members[i].count + members[i].said < floor)
+                    floor = members[i].count + members[i].said;
+            if (floor == GONE)
+                floor = sent_total;
+            int64_t room = window - (sent_total - floor);
+            /* Each sender in turn (one that is closed, or whose last write is
+             * not all out, is passed over), `batch` lines a write. */
+            for (int tries = 0; room > 0 && tries < senders; tries++) {
+                int j = lone ? n : turn;
+                turn = (turn + 1) % n;
+                struct member *m = &members[j];
+                if (m->pending_len || m->count == GONE)
+                    continue;
+                tries = -1;
+                int64_t k = room < batch ? room : batch;
+                int64_t ts = now_ns();
+                /* Made in its pending buffer (empty now), and sent from there. */
+                char *p = m->pending;
+                for (int64_t l = 0; l < k; l++, seq++, p += line_len)
+                    write_line(p, prefix, pre, suffix, suf, seq % every == 0 ? ts : -1);
+                m->pending_len = p - m->pending;
+                if (!flush(ep, m, j)) {
+                    if (lone)
+                        die("the server closed the sender's connection");
+                    m->pending_len = 0;
+                    continue;
+                }
+                if (!lone)
+                    m->said += k;
+                sent_total += k;
+                room -= k;
+                if (measuring)
+                    sent += k;
+            }
         }
-        int ready = epoll_wait(ep, events, MAXEV, 10);
+        int ready = epoll_pwait2(ep, events, MAXEV, &wait, NULL);
         if (ready < 0 && errno != EINTR)
             die("epoll_wait");
         now = now_ns();
@@ -300,9 +343,9 @@ int main(int argc, char **argv) {
     fflush(stdout);
     double wall = wall0 ? (stop - wall0) / 1e9 : 0, cpu = measuring ? cpu_s() - cpu0 : 0;
     qsort(lat, lat_len, sizeof *lat, cmp64);
-    printf("{\"wall_s\": %.6f, \"deliveries\": %lld, \"dps\": %.1f, \"sent\": %lld, \"skipped\": 0, "
+    printf("{\"wall_s\": %.6f, \"deliveries\": %lld, \"dps\": %.1f, \"sent\": %lld, \"skipped\": %lld, "
            "\"probes\": %zu, ",
-           wall, (long long)received, wall ? received / wall : 0.0, (long long)sent, lat_len);
+           wall, (long long)received, wall ? received / wall : 0.0, (long long)sent, (long long)skipped, lat_len);
     if (lat_len) {
         printf("\"p50\": %.6f, \"p99\": %.6f, \"max\": %.6f, ", lat[(size_t)(0.50 * lat_len)] / 1e6,
                lat[(size_t)(0.99 * lat_len)] / 1e6, lat[lat_len - 1] / 1e6);
