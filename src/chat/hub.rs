@@ -3,18 +3,15 @@
 //!
 //! A session (a stream connection, a WebSocket) calls [`Hub::join`] and gets a [`Membership`],
 //! through which it acts ([`Membership::handle`]), and an [`Inbox`], the
-//! lines the hub has for it. The hub never waits: each member's lines go
-//! into its own bounded queue, a `VecDeque` kept under the hub's one
-//! short-held lock, and the session's writer takes them in batches at
-//! whatever pace the member's socket allows. A line into a queue costs a
-//! pointer push, and what a member said in one read goes in as one run
-//! ([`Lines`], made by [`Membership::speak`]): a burst costs each member
-//! one push, one wake-up and one write, whatever its length (the writer
-//! is woken only when its queue was empty, and writes the shared text as
-//! it is). On a runtime of one thread, a plain member whose queue is
-//! empty and whose writer is idle is written to by the hub itself, one
-//! non-blocking `writev` ([`Member::push`]); only what its socket does
-//! not take now is queued. A member whose queue is full
+//! lines the hub has for it. The hub never does I/O and never waits: each
+//! member's lines go into its own bounded queue, a `VecDeque` kept under
+//! the hub's one short-held lock, and the session's writer takes them in
+//! batches at whatever pace the member's socket allows. A line into a
+//! queue costs a pointer push, and what a member said in one read goes
+//! in as one run ([`Lines`], made by [`Membership::speak`]): a burst
+//! costs each member one push, one wake-up and one write, whatever its
+//! length (the writer is woken only when its queue was empty, and
+//! writes the shared text as it is). A member whose queue is full
 //! is behind by `--queue` lines; it is dropped on the spot (its
 //! [`Inbox::dropped`] fires) and its room is told `* NAME dropped (too
 //! slow)`. So a stuck reader costs the room one failed push, then
@@ -32,11 +29,9 @@
 //! each room's history by `--history`, and rooms by the members in them
 //! (a room goes away with its last member, except `lobby`).
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt::Display;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::io::{self, IoSlice};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
@@ -47,7 +42,6 @@ use super::command::{ClientLine, check_name, name_key};
 use super::link::{Claim, Link, RedisConfig};
 use super::notice::{HELP, Notice};
 use crate::metrics::{ChatFigures, ChatSource};
-use crate::net::stream::SideWriter;
 
 /// One line as members receive it, without its line end; shared by every
 /// queue it is in and by the room's history.
@@ -62,22 +56,12 @@ pub type Line = Arc<str>;
 pub struct Lines {
     text: Arc<str>,
     count: usize,
-    /// How many bytes of `text` have been written to the member already
-    /// (a write straight from the hub that its socket took only part of:
-    /// [`Member::push`]); 0 everywhere else.
-    sent: usize,
 }
 
 impl Lines {
     /// The lines as one text, joined by `\n`.
     pub fn text(&self) -> &str {
         &self.text
-    }
-
-    /// What is still to be written of the text (all of it, unless the
-    /// hub wrote the first part), without the last line end.
-    pub fn unsent(&self) -> &[u8] {
-        &self.text.as_bytes()[self.sent..]
     }
 
     /// How many lines: what they count for in a member's `--queue`.
@@ -105,11 +89,7 @@ impl Lines {
 
 impl From<Line> for Lines {
     fn from(text: Line) -> Lines {
-        Lines {
-            text,
-            count: 1,
-            sent: 0,
-        }
+        Lines { text, count: 1 }
     }
 }
 
@@ -384,13 +364,6 @@ struct Member {
     ready: Arc<Notify>,
     /// The hub's copy of [`Inbox::dropped`].
     dropped: CancellationToken,
-    /// Where the hub writes the member's lines itself while its writer
-    /// is idle ([`Member::push`]); `None` for members written only by
-    /// their session (TLS, WebSocket, telnet's CRLF, several threads).
-    side: Option<SideWriter>,
-    /// Whether the member's writer holds lines it took and has not yet
-    /// written all of: the hub must not write past them.
-    writing: bool,
 }
 
 #[derive(Debug, Default)]
@@ -467,16 +440,11 @@ impl Hub {
     /// the lobby: it is welcomed and sent the lobby's history, then the
     /// others are told it joined. With `--redis` the name is first taken
     /// across servers (`NAME-2` and so on if another server has it) and
-    /// the history comes from Redis. With `side`, the hub writes the
-    /// member's lines itself while its writer is idle ([`Member::push`]).
-    pub async fn join(
-        self: &Arc<Self>,
-        name: String,
-        side: Option<SideWriter>,
-    ) -> (Membership, Inbox) {
+    /// the history comes from Redis.
+    pub async fn join(self: &Arc<Self>, name: String) -> (Membership, Inbox) {
         let Some(link) = &self.link else {
             let id = self.lock().reserve(&name);
-            return self.admit(id, name, None, side);
+            return self.admit(id, name, None);
         };
         // Boxed, as the other Redis requests below: a member's session
         // (the connection's task) would otherwise be sized for these
@@ -486,7 +454,7 @@ impl Hub {
             (id, name, link.history(LOBBY).await)
         })
         .await;
-        self.admit(id, name, history, side)
+        self.admit(id, name, history)
     }
 
     /// Takes a default name across servers: the address, or the first
@@ -516,7 +484,6 @@ impl Hub {
         id: MemberId,
         name: String,
         history: Option<Vec<Line>>,
-        side: Option<SideWriter>,
     ) -> (Membership, Inbox) {
         let ready = Arc::new(Notify::new());
         let dropped = CancellationToken::new();
@@ -532,8 +499,6 @@ impl Hub {
                 queued: 0,
                 ready: ready.clone(),
                 dropped: dropped.clone(),
-                side,
-                writing: false,
             },
         );
         let mut slow = Vec::new();
@@ -906,7 +871,6 @@ impl Membership {
             let said = Lines {
                 text: Arc::from(run),
                 count: speech.ends.len(),
-                sent: 0,
             };
             let mut slow = Vec::new();
             state.say(&room, &said, self.id, self.hub.config.history, &mut slow);
@@ -923,15 +887,6 @@ impl Membership {
         let mut slow = Vec::new();
         state.tell(self.id, line(notice), &mut slow);
         state.drop_slow(slow);
-    }
-
-    /// The member's lines go out with CRLF from now on (a telnet
-    /// client): only its session's writer makes those, so the hub no
-    /// longer writes to it itself.
-    pub fn wants_crlf(&self) {
-        if let Some(member) = self.hub.lock().members.get_mut(&self.id) {
-            member.side = None;
-        }
     }
 
     /// Takes the member out of the chat and tells its room; its queue
@@ -994,40 +949,19 @@ fn join_problem(room: &str, to: &str) -> Result<(), Line> {
 }
 
 impl Member {
-    /// Gives `lines` to the member; false when its queue is full (the
-    /// member is too slow). A run goes in whole while there is room for
-    /// one line, so a queue holds at most `capacity` lines plus one read's
-    /// worth.
-    ///
-    /// With nothing queued or being written, and a [`SideWriter`], the
-    /// lines are written to the socket now, and only what it does not
-    /// take is queued: a line to an idle member costs one `writev`, not a
-    /// wake-up of its task, a poll and the `writev`. Otherwise they are
-    /// queued, and the writer woken if the queue was empty.
+    /// Queues `lines` for the member, waking its writer if the queue was
+    /// empty; false when the queue is full (the member is too slow). A
+    /// run goes in whole while there is room for one line, so a queue
+    /// holds at most `capacity` lines plus one read's worth.
     fn push(&mut self, lines: &Lines, capacity: usize) -> bool {
         if self.queued >= capacity {
             return false;
         }
-        let mut lines = Cow::Borrowed(lines);
         if self.queue.is_empty() {
-            if !self.writing
-                && let Some(side) = &self.side
-            {
-                let end = lines.unsent().len() + 1;
-                match side.try_write_vectored(&[IoSlice::new(lines.unsent()), IoSlice::new(b"\n")])
-                {
-                    Ok(n) if n >= end => return true,
-                    Ok(n) => lines.to_mut().sent += n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    // The peer is gone; the writer finds out too and ends
-                    // the session.
-                    Err(_) => self.side = None,
-                }
-            }
             self.ready.notify_one();
         }
+        self.queue.push_back(lines.clone());
         self.queued += lines.count;
-        self.queue.push_back(lines.into_owned());
         true
     }
 }
@@ -1163,14 +1097,10 @@ impl State {
 
     /// Moves up to `limit` of member `id`'s queued entries into `out`.
     fn take(&mut self, id: MemberId, out: &mut VecDeque<Lines>, limit: usize) -> Take {
-        let (queue, queued, writing) = match self.members.get_mut(&id) {
-            Some(member) => (
-                &mut member.queue,
-                Some(&mut member.queued),
-                Some(&mut member.writing),
-            ),
+        let (queue, queued) = match self.members.get_mut(&id) {
+            Some(member) => (&mut member.queue, Some(&mut member.queued)),
             None => match self.departed.get_mut(&id) {
-                Some(queue) => (queue, None, None),
+                Some(queue) => (queue, None),
                 None => return Take::Closed,
             },
         };
@@ -1179,10 +1109,6 @@ impl State {
             if departed {
                 self.departed.remove(&id);
                 return Take::Closed;
-            }
-            // Asking again: all it took has been written.
-            if let Some(writing) = writing {
-                *writing = false;
             }
             return Take::Empty;
         }
@@ -1196,9 +1122,6 @@ impl State {
         if let Some(queued) = queued {
             let taken: usize = out.range(before..).map(Lines::count).sum();
             *queued -= taken;
-        }
-        if let Some(writing) = writing {
-            *writing = true;
         }
         if queue.is_empty() && queue.capacity() > KEPT_QUEUE {
             *queue = VecDeque::new();
@@ -1406,8 +1329,8 @@ mod tests {
     #[tokio::test]
     async fn lines_go_to_the_others_only() {
         let hub = hub(ChatConfig::default());
-        let (a, mut ai) = hub.join("a:1".into(), None).await;
-        let (b, mut bi) = hub.join("b:1".into(), None).await;
+        let (a, mut ai) = hub.join("a:1".into()).await;
+        let (b, mut bi) = hub.join("b:1".into()).await;
         assert_eq!(
             drain(&mut ai),
             [
@@ -1429,11 +1352,11 @@ mod tests {
             history: 2,
             ..ChatConfig::default()
         });
-        let (a, _ai) = hub.join("a:1".into(), None).await;
+        let (a, _ai) = hub.join("a:1".into()).await;
         for text in ["one", "two", "three"] {
             a.handle(parse(text)).await;
         }
-        let (_b, mut bi) = hub.join("b:1".into(), None).await;
+        let (_b, mut bi) = hub.join("b:1".into()).await;
         assert_eq!(&drain(&mut bi)[1..], ["[a:1] two", "[a:1] three"]);
     }
 
@@ -1443,8 +1366,8 @@ mod tests {
             queue: 3,
             ..ChatConfig::default()
         });
-        let (a, mut ai) = hub.join("a:1".into(), None).await;
-        let (_stuck, stuck_inbox) = hub.join("s:1".into(), None).await;
+        let (a, mut ai) = hub.join("a:1".into()).await;
+        let (_stuck, stuck_inbox) = hub.join("s:1".into()).await;
         drain(&mut ai);
         // The stuck one's queue holds its welcome; two lines fill it.
         for i in 0..3 {
@@ -1466,15 +1389,15 @@ mod tests {
             history: 0,
             ..ChatConfig::default()
         });
-        let (a, mut ai) = hub.join("a:1".into(), None).await;
-        let (b, mut bi) = hub.join("b:1".into(), None).await;
+        let (a, mut ai) = hub.join("a:1".into()).await;
+        let (b, mut bi) = hub.join("b:1".into()).await;
         assert_eq!(drain(&mut ai)[1..], ["* b:1 joined lobby"]);
         // A third member makes the room bigger than 2: no notice, either
         // way, nor when it is dropped.
-        let (c, mut ci) = hub.join("c:1".into(), None).await;
+        let (c, mut ci) = hub.join("c:1".into()).await;
         assert_eq!(drain(&mut ci).len(), 1);
         drop(c);
-        let (_stuck, stuck_inbox) = hub.join("s:1".into(), None).await;
+        let (_stuck, stuck_inbox) = hub.join("s:1".into()).await;
         assert_eq!(
             drain(&mut bi),
             ["* welcome, you are b:1 in lobby (/help for commands)"]
@@ -1493,7 +1416,7 @@ mod tests {
         drop(b);
         assert_eq!(drain(&mut ai), ["* you are now alice", "* b:1 left lobby"]);
         // Moving into a room of 2 or fewer is told there.
-        let (d, mut di) = hub.join("d:1".into(), None).await;
+        let (d, mut di) = hub.join("d:1".into()).await;
         drain(&mut di);
         drain(&mut ai);
         d.handle(parse("/join dev")).await;
@@ -1504,8 +1427,8 @@ mod tests {
     #[tokio::test]
     async fn a_queue_grown_by_a_burst_is_given_back_and_no_line_is_lost() {
         let hub = hub(ChatConfig::default());
-        let (a, _ai) = hub.join("a:1".into(), None).await;
-        let (_b, mut bi) = hub.join("b:1".into(), None).await;
+        let (a, _ai) = hub.join("a:1".into()).await;
+        let (_b, mut bi) = hub.join("b:1".into()).await;
         for i in 0..500 {
             a.handle(parse(&format!("line {i}"))).await;
         }
@@ -1539,8 +1462,8 @@ mod tests {
             history: 2,
             ..ChatConfig::default()
         });
-        let (a, mut ai) = hub.join("a:1".into(), None).await;
-        let (_b, mut bi) = hub.join("b:1".into(), None).await;
+        let (a, mut ai) = hub.join("a:1".into()).await;
+        let (_b, mut bi) = hub.join("b:1".into()).await;
         drain(&mut ai);
         drain(&mut bi);
         let mut speech = Speech::default();
@@ -1557,7 +1480,7 @@ mod tests {
         // Nothing gathered: nothing sent.
         a.speak(&mut speech);
         assert_eq!(bi.try_recv(), None);
-        let (_c, mut ci) = hub.join("c:1".into(), None).await;
+        let (_c, mut ci) = hub.join("c:1".into()).await;
         assert_eq!(&drain(&mut ci)[1..], ["* a:1 waves", "[a:1] three"]);
     }
 
@@ -1567,8 +1490,8 @@ mod tests {
             queue: 4,
             ..ChatConfig::default()
         });
-        let (a, mut ai) = hub.join("a:1".into(), None).await;
-        let (_stuck, stuck_inbox) = hub.join("s:1".into(), None).await;
+        let (a, mut ai) = hub.join("a:1".into()).await;
+        let (_stuck, stuck_inbox) = hub.join("s:1".into()).await;
         drain(&mut ai);
         // Its welcome and a run of 5: over 4, but in whole, as there was
         // room for a line; the next finds the queue full.
@@ -1589,8 +1512,8 @@ mod tests {
             queue: 3,
             ..ChatConfig::default()
         });
-        let (a, _ai) = hub.join("a:1".into(), None).await;
-        let (_b, mut bi) = hub.join("b:1".into(), None).await;
+        let (a, _ai) = hub.join("a:1".into()).await;
+        let (_b, mut bi) = hub.join("b:1".into()).await;
         for _ in 0..10 {
             let mut speech = Speech::default();
             speech.push("x", false);
@@ -1605,7 +1528,7 @@ mod tests {
     #[tokio::test]
     async fn empty_rooms_go_away_but_the_lobby_stays() {
         let hub = hub(ChatConfig::default());
-        let (a, mut ai) = hub.join("a:1".into(), None).await;
+        let (a, mut ai) = hub.join("a:1".into()).await;
         a.handle(parse("/join dev")).await;
         a.handle(parse("/rooms")).await;
         assert_eq!(

@@ -23,9 +23,7 @@ use super::telnet::TelnetFilter;
 use super::text::clean;
 use crate::net::frame::{Frame, LineBuffer, LineEnd};
 use crate::net::ratelimit::TokenBucket;
-use crate::net::stream::{
-    SideWriter, Stream, UNBUFFERED_READ, read_through_stack, write_all_vectored,
-};
+use crate::net::stream::{Stream, UNBUFFERED_READ, read_through_stack, write_all_vectored};
 use crate::service::{ConnContext, IdleTimer};
 
 /// The kernel send buffer of a chat connection. Left to autotuning it
@@ -56,38 +54,16 @@ const WRITE_CHUNK: usize = 64 * 1024;
 /// pointers), so a member quiet after a burst costs what a new one does.
 pub(super) const KEPT_BATCH: usize = 32;
 
-/// Readies a new member's connection for [`serve`]: on a runtime of one
-/// thread, a plain socket is shared with a [`SideWriter`], through which
-/// the hub writes the member's lines itself while its writer is idle (a
-/// line said costs each member a `writev`, not a wake-up of its task as
-/// well). On several threads it is not: waking the members' tasks
-/// spreads their writes over the threads, and the hub's lock is not held
-/// over them.
-pub fn prepare(stream: Stream) -> (Stream, Option<SideWriter>) {
-    let one_thread = tokio::runtime::Handle::try_current()
-        .is_ok_and(|rt| rt.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
-    if one_thread {
-        stream.with_side_writer()
-    } else {
-        (stream, None)
-    }
-}
-
 /// Serves one member until it leaves, is dropped, or the grace period
-/// after a shutdown signal ends. `side` is from [`prepare`].
+/// after a shutdown signal ends.
 ///
 /// # Errors
 /// I/O errors on the stream; they end only this member.
-pub async fn serve(
-    hub: &Arc<Hub>,
-    stream: &mut Stream,
-    side: Option<SideWriter>,
-    ctx: &ConnContext,
-) -> io::Result<()> {
+pub async fn serve(hub: &Arc<Hub>, stream: &mut Stream, ctx: &ConnContext) -> io::Result<()> {
     if let Err(e) = stream.set_send_buffer(SEND_BUFFER) {
         tracing::debug!(error = %e, "cannot cap the send buffer");
     }
-    let (member, mut lines) = hub.join(ctx.peer.to_string(), side).await;
+    let (member, mut lines) = hub.join(ctx.peer.to_string()).await;
     let dropped = lines.dropped.clone();
     // Set by the reader when the member shows it is a telnet client (or
     // ends lines with CRLF): its lines then go out with CRLF too.
@@ -159,13 +135,13 @@ async fn read_lines<R: AsyncRead + Unpin>(
         }
         idle.touch();
         if telnet.seen_telnet() {
-            use_crlf(crlf, member);
+            crlf.store(true, Ordering::Relaxed);
         }
         while let Some(frame) = buf.next_frame() {
             match frame {
                 Frame::Line(bytes, end) => {
                     if end == LineEnd::CrLf {
-                        use_crlf(crlf, member);
+                        crlf.store(true, Ordering::Relaxed);
                     }
                     ctx.metrics.messages.inc();
                     if act(member, bytes, &mut flood, &mut speech).await == Flow::Quit {
@@ -198,14 +174,6 @@ async fn read_lines<R: AsyncRead + Unpin>(
             unyielded_lines = 0;
             tokio::task::yield_now().await;
         }
-    }
-}
-
-/// From now on the member's lines end in CRLF: its writer makes them, and
-/// the hub is told once.
-fn use_crlf(crlf: &AtomicBool, member: &Membership) {
-    if !crlf.swap(true, Ordering::Relaxed) {
-        member.wants_crlf();
     }
 }
 
@@ -290,7 +258,7 @@ async fn write_lines<W: AsyncWrite + Unpin>(
             // member: the kernel gathers them, nothing is copied here.
             let mut slices: Vec<IoSlice<'_>> = batch
                 .iter()
-                .flat_map(|lines| [IoSlice::new(lines.unsent()), IoSlice::new(b"\n")])
+                .flat_map(|lines| [IoSlice::new(lines.text().as_bytes()), IoSlice::new(b"\n")])
                 .collect();
             write_all_vectored(writer, &mut slices).await?;
         }
@@ -314,16 +282,11 @@ async fn write_crlf<W: AsyncWrite + Unpin>(
     // bursts holds no write buffer. Sized once, never regrown.
     let bytes: usize = batch
         .iter()
-        .map(|lines| lines.unsent().len() + 2 * lines.count())
+        .map(|lines| lines.text().len() + 2 * lines.count())
         .sum();
     let mut out = Vec::with_capacity(bytes.min(WRITE_CHUNK + 2 * 1024));
-    // What is left of lines the hub began to write before the member
-    // turned out to be a telnet client goes on from where it stopped.
-    let lines = batch
-        .iter()
-        .flat_map(|lines| lines.unsent().split(|&b| b == b'\n'));
-    for line in lines {
-        out.extend_from_slice(line);
+    for line in batch.iter().flat_map(Lines::iter) {
+        out.extend_from_slice(line.as_bytes());
         out.extend_from_slice(LineEnd::CrLf.bytes());
         if out.len() >= WRITE_CHUNK {
             writer.write_all(&out).await?;
@@ -392,68 +355,6 @@ impl Flood {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chat::ChatConfig;
-
-    /// On one thread (as `#[tokio::test]` runs) the hub writes to an idle
-    /// plain member itself; once the socket is full, the line it took
-    /// part of is queued with what it took, the rest after it, and the
-    /// member's writer sends every byte once, in order.
-    #[tokio::test]
-    async fn the_hub_writes_to_an_idle_member_and_its_writer_goes_on_where_the_socket_stopped() {
-        const LINES: usize = 300;
-        let hub = Arc::new(Hub::new(ChatConfig::default()));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut peer = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (ours, _) = listener.accept().await.unwrap();
-        let stream = Stream::from(ours);
-        stream.set_send_buffer(4096).unwrap();
-        let (mut stream, side) = stream.with_side_writer();
-        let (a, mut inbox) = hub.join("a:1".into(), side).await;
-        let (b, _b_inbox) = hub.join("b:1".into(), None).await;
-        assert_eq!(
-            inbox.try_recv(),
-            None,
-            "the welcome was written, not queued"
-        );
-
-        let said = "z".repeat(999);
-        let mut speech = Speech::default();
-        for _ in 0..LINES {
-            speech.push(&said, false);
-            b.speak(&mut speech);
-        }
-        let first = inbox.try_recv().expect("a full socket: lines queued");
-        assert!(
-            first.unsent().len() < first.text().len(),
-            "the first line queued is the one the socket took part of"
-        );
-        a.leave();
-
-        let reading = tokio::spawn(async move {
-            let mut got = Vec::new();
-            peer.read_to_end(&mut got).await.unwrap();
-            got
-        });
-        let (_, mut writer) = tokio::io::split(&mut stream);
-        writer.write_all(first.unsent()).await.unwrap();
-        writer.write_all(b"\n").await.unwrap();
-        write_lines(&mut writer, &mut inbox, &AtomicBool::new(false))
-            .await
-            .unwrap();
-        drop(writer);
-        drop(stream);
-        let got = String::from_utf8(reading.await.unwrap()).unwrap();
-        let mut lines = got.lines();
-        assert!(lines.next().unwrap().starts_with("* welcome, you are a:1"));
-        assert_eq!(lines.next(), Some("* b:1 joined lobby"));
-        let want = format!("[b:1] {said}");
-        for i in 0..LINES {
-            assert_eq!(lines.next(), Some(want.as_str()), "line {i}");
-        }
-        assert_eq!(lines.next(), None);
-    }
 
     #[test]
     fn flood_allows_the_burst_then_the_rate() {

@@ -381,8 +381,7 @@ impl Service {
                 }
             },
             Service::Chat(hub) => {
-                let (mut stream, side) = crate::chat::session::prepare(stream);
-                let served = crate::chat::session::serve(hub, &mut stream, side, ctx).await;
+                let served = crate::chat::session::serve(hub, &mut stream, ctx).await;
                 close_tls(&mut stream).await;
                 served.map(|()| Ended::Closed)
             }
