@@ -413,24 +413,34 @@ fn lines_cut_across_reads_and_pauses_arrive_whole() {
     a.quiet();
 }
 
+/// The listeners of [`lines_in_one_write_arrive_in_order`]'s server.
+const TCP_AND_TLS: [&str; 7] = [
+    "chat",
+    "-l",
+    "tcp://127.0.0.1:0",
+    "-l",
+    "tls://127.0.0.1:0",
+    "--flood-rate",
+    "0",
+];
+
 #[test]
 fn lines_sent_in_one_write_arrive_in_order_with_each_members_line_ends() {
+    lines_in_one_write_arrive_in_order(&serve(&TCP_AND_TLS, 2));
+}
+
+/// The same on one CPU, where the server's runtime has one thread (as
+/// in the benchmarks) and every member's writer runs on it.
+#[test]
+fn lines_sent_in_one_write_arrive_in_order_on_one_cpu() {
+    lines_in_one_write_arrive_in_order(&common::serve_on_one_cpu(&TCP_AND_TLS, 2));
+}
+
+fn lines_in_one_write_arrive_in_order(server: &Proc) {
     // One write of several lines goes to the room as one run: every line
     // must still arrive on its own, in order, after a command in between
     // is answered, with CRLF for a telnet member, and over TLS.
-    let server = serve(
-        &[
-            "chat",
-            "-l",
-            "tcp://127.0.0.1:0",
-            "-l",
-            "tls://127.0.0.1:0",
-            "--flood-rate",
-            "0",
-        ],
-        2,
-    );
-    let (mut plain, mut sender) = pair(&server);
+    let (mut plain, mut sender) = pair(server);
     let mut telnet = Member::join(&server.addrs[0]);
     for member in [&mut plain, &mut sender] {
         member.expect(&format!("* {} joined lobby", telnet.name));
@@ -478,6 +488,52 @@ fn lines_sent_in_one_write_arrive_in_order_with_each_members_line_ends() {
     }
     plain.quiet();
     sender.quiet();
+}
+
+#[test]
+fn a_member_that_reads_late_gets_every_line_whole_and_in_order() {
+    member_reading_late(&chat(&["--flood-rate", "0"]));
+}
+
+/// The same on one CPU (one thread): the late member's writer finds its
+/// socket full part-way through a run and must go on from that byte.
+#[test]
+fn a_member_that_reads_late_gets_every_line_whole_and_in_order_on_one_cpu() {
+    member_reading_late(&common::serve_on_one_cpu(
+        &["chat", "-l", "tcp://127.0.0.1:0", "--flood-rate", "0"],
+        1,
+    ));
+}
+
+fn member_reading_late(server: &Proc) {
+    // More than the late member's socket holds (its receive buffer, the
+    // server's 64 KiB send buffer), fewer lines than `--queue`.
+    const LINES: usize = 900;
+    let addr: std::net::SocketAddr = server.host_port(0).parse().unwrap();
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(8192).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let tcp: TcpStream = socket.into();
+    tcp.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let mut late = Member::over(Box::new(Box::new(tcp) as Box<dyn common::Duplex>));
+    let (mut watcher, mut sender) = pair(server);
+    late.expect(&format!("* {} joined lobby", watcher.name));
+    late.expect(&format!("* {} joined lobby", sender.name));
+    let pad = "y".repeat(220);
+    let n = sender.name.clone();
+    let burst: String = (0..LINES).map(|i| format!("late {i} {pad}\n")).collect();
+    for piece in burst.as_bytes().chunks(10_000) {
+        sender.send_bytes(piece);
+    }
+    // Once the watcher has the last line, the server has handed every
+    // line to the late member's socket or queue.
+    for i in 0..LINES {
+        assert_eq!(watcher.line(), format!("[{n}] late {i} {pad}"));
+    }
+    for i in 0..LINES {
+        assert_eq!(late.raw_line(), format!("[{n}] late {i} {pad}\n"));
+    }
+    late.quiet();
 }
 
 #[test]
@@ -548,13 +604,27 @@ fn tls_connect(addr: &str) -> TlsStream {
 /// and the server's memory stays bounded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_member_is_dropped_and_never_slows_the_room() {
+    stuck_member_among_talkers(chat(&["--flood-rate", "0"])).await;
+}
+
+/// The same on one CPU, the server's one thread serving the hundred
+/// talkers and the stuck member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_member_is_dropped_and_never_slows_the_room_on_one_cpu() {
+    stuck_member_among_talkers(common::serve_on_one_cpu(
+        &["chat", "-l", "tcp://127.0.0.1:0", "--flood-rate", "0"],
+        1,
+    ))
+    .await;
+}
+
+async fn stuck_member_among_talkers(server: Proc) {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
     const TALKERS: usize = 100;
     const LINES: usize = 100;
     const EVERY: Duration = Duration::from_millis(50);
     const PAD: usize = 150;
-    let server = chat(&["--flood-rate", "0"]);
     let addr: std::net::SocketAddr = server.host_port(0).parse().unwrap();
     let pid = server.child.id();
 

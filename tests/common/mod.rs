@@ -208,6 +208,18 @@ pub fn serve(args: &[&str], listeners: usize) -> Proc {
     Proc::start(&full, listeners)
 }
 
+/// [`serve`] with the server on CPU 0 alone (`taskset -c 0`), as the
+/// benchmarks run it: its runtime then has one thread, where everything
+/// the server does takes turns.
+pub fn serve_on_one_cpu(args: &[&str], listeners: usize) -> Proc {
+    Proc::start_with(
+        Command::new("taskset")
+            .args(["-c", "0", bin(), "serve"])
+            .args(args),
+        listeners,
+    )
+}
+
 /// One loopback listener of each kind, for `-l`: TCP, UDP, Unix
 /// (`DIR/s.sock`) and unixgram (`DIR/g.sock`), in that order.
 pub fn every_transport(dir: &TempDir) -> [String; 4] {
