@@ -31,7 +31,7 @@ async fn session(data: &[u8]) {
         flood_rate: 0,
         ..ChatConfig::default()
     }));
-    let (_watcher, mut inbox) = hub.join("watcher".into()).await;
+    let (_watcher, mut inbox) = hub.join("watcher".into(), None).await;
     let (metrics, _) = Metrics::new().stream_listener("chat", "fuzz", false);
     let ctx = ConnContext {
         peer: PeerAddr::Unix(1),

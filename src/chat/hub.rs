@@ -3,15 +3,18 @@
 //!
 //! A session (a stream connection, a WebSocket) calls [`Hub::join`] and gets a [`Membership`],
 //! through which it acts ([`Membership::handle`]), and an [`Inbox`], the
-//! lines the hub has for it. The hub never does I/O and never waits: each
-//! member's lines go into its own bounded queue, a `VecDeque` kept under
-//! the hub's one short-held lock, and the session's writer takes them in
-//! batches at whatever pace the member's socket allows. A line into a
-//! queue costs a pointer push, and what a member said in one read goes
-//! in as one run ([`Lines`], made by [`Membership::speak`]): a burst
-//! costs each member one push, one wake-up and one write, whatever its
-//! length (the writer is woken only when its queue was empty, and
-//! writes the shared text as it is). A member whose queue is full
+//! lines the hub has for it. The hub never waits: each member's lines go
+//! into its own bounded queue, a `VecDeque` kept under the hub's one
+//! short-held lock, and the session's writer takes them in batches at
+//! whatever pace the member's socket allows. A line into a queue costs a
+//! pointer push, and what a member said in one read goes in as one run
+//! ([`Lines`], made by [`Membership::speak`]): a burst costs each member
+//! one push, one wake-up and one write, whatever its length (the writer
+//! is woken only when its queue was empty, and writes the shared text as
+//! it is). On a runtime of one thread the session's writer is woken only
+//! for a member it is already writing to, or whose socket is full: the
+//! others' lines are written by the hub's one writer task, a non-blocking
+//! `writev` a member ([`Hub::start_writer`]). A member whose queue is full
 //! is behind by `--queue` lines; it is dropped on the spot (its
 //! [`Inbox::dropped`] fires) and its room is told `* NAME dropped (too
 //! slow)`. So a stuck reader costs the room one failed push, then
@@ -32,6 +35,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt::Display;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::io::{self, IoSlice};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
@@ -42,6 +46,7 @@ use super::command::{ClientLine, check_name, name_key};
 use super::link::{Claim, Link, RedisConfig};
 use super::notice::{HELP, Notice};
 use crate::metrics::{ChatFigures, ChatSource};
+use crate::net::stream::SideWriter;
 
 /// One line as members receive it, without its line end; shared by every
 /// queue it is in and by the room's history.
@@ -56,12 +61,22 @@ pub type Line = Arc<str>;
 pub struct Lines {
     text: Arc<str>,
     count: usize,
+    /// How many bytes of `text` have been written to the member already
+    /// (the hub's writer wrote part of it: [`Member::write_queued`]); 0
+    /// everywhere else.
+    sent: usize,
 }
 
 impl Lines {
     /// The lines as one text, joined by `\n`.
     pub fn text(&self) -> &str {
         &self.text
+    }
+
+    /// What is still to be written of the text (all of it, unless the
+    /// hub wrote the first part), without the last line end.
+    pub fn unsent(&self) -> &[u8] {
+        &self.text.as_bytes()[self.sent..]
     }
 
     /// How many lines: what they count for in a member's `--queue`.
@@ -89,7 +104,11 @@ impl Lines {
 
 impl From<Line> for Lines {
     fn from(text: Line) -> Lines {
-        Lines { text, count: 1 }
+        Lines {
+            text,
+            count: 1,
+            sent: 0,
+        }
     }
 }
 
@@ -350,6 +369,12 @@ struct State {
     remote: Roster,
     /// Where changes go for the other servers (`--redis`).
     link: Option<Arc<Link>>,
+    /// On a runtime of one thread: wakes the hub's writer
+    /// ([`Hub::write_for_members`]) once members are waiting in `unwritten`.
+    writer: Option<Arc<Notify>>,
+    /// Members with a [`SideWriter`] whose lines came while their queue
+    /// was empty and their writer idle: the hub's writer writes them.
+    unwritten: Vec<MemberId>,
 }
 
 #[derive(Debug)]
@@ -364,6 +389,14 @@ struct Member {
     ready: Arc<Notify>,
     /// The hub's copy of [`Inbox::dropped`].
     dropped: CancellationToken,
+    /// Where the hub's writer writes the member's lines while its own
+    /// writer is idle ([`Member::write_queued`]); `None` for members
+    /// written only by their session (TLS, WebSocket, telnet's CRLF,
+    /// several threads).
+    side: Option<SideWriter>,
+    /// Whether the member's writer holds lines it took and has not yet
+    /// written all of: the hub must not write past them.
+    writing: bool,
 }
 
 #[derive(Debug, Default)]
@@ -401,7 +434,9 @@ impl Hub {
     /// A malformed `--redis` URL or an unreadable `--redis-ca`.
     pub fn start(config: ChatConfig) -> Result<Arc<Hub>, String> {
         let Some(redis) = &config.redis else {
-            return Ok(Arc::new(Hub::new(config)));
+            let hub = Arc::new(Hub::new(config));
+            hub.start_writer();
+            return Ok(hub);
         };
         let client = redis.client()?;
         let (link, outbox) = Link::new(redis, config.history);
@@ -416,9 +451,62 @@ impl Hub {
             state: Mutex::new(state),
             link: Some(link.clone()),
         });
+        hub.start_writer();
         tokio::spawn(link.clone().write(outbox));
         tokio::spawn(link.run(client, hub.clone()));
         Ok(hub)
+    }
+
+    /// On a runtime of one thread, starts the hub's writer: one task
+    /// that writes the lines of every member whose writer is idle,
+    /// straight to its socket ([`SideWriter`], [`Hub::joins_with_side_writer`]).
+    /// A line said to 100 members then wakes one task, which makes 100
+    /// `writev`s, rather than 100 tasks that make one each (a wake-up, a
+    /// poll of the session, a lock). It runs when the members' writers
+    /// would have, after the reads that said the lines, so what several
+    /// reads said still goes out in one `writev` a member. On several
+    /// threads there is none: the members' own writers spread the writes
+    /// over the threads, and no write is made under the hub's lock.
+    fn start_writer(self: &Arc<Self>) {
+        let one_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|rt| rt.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
+        if !one_thread {
+            return;
+        }
+        let told = Arc::new(Notify::new());
+        self.lock().writer = Some(told.clone());
+        let hub = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                told.notified().await;
+                let Some(hub) = hub.upgrade() else { return };
+                hub.write_for_members();
+            }
+        });
+    }
+
+    /// Whether a member that joins with a [`SideWriter`] is written to by
+    /// the hub's writer: on a runtime of one thread.
+    pub fn joins_with_side_writer(&self) -> bool {
+        self.lock().writer.is_some()
+    }
+
+    /// The hub's writer at work: what is queued for each member in
+    /// `unwritten`, written to its socket in one `writev`.
+    fn write_for_members(&self) {
+        let mut state = self.lock();
+        let mut unwritten = std::mem::take(&mut state.unwritten);
+        for id in &unwritten {
+            if let Some(member) = state.members.get_mut(id) {
+                member.write_queued();
+            }
+        }
+        // The list's room is kept for the next time, unless a burst made
+        // it big.
+        unwritten.clear();
+        if unwritten.capacity() <= KEPT_QUEUE {
+            state.unwritten = unwritten;
+        }
     }
 
     /// With `--redis`, waits until the link is up, for
@@ -440,11 +528,17 @@ impl Hub {
     /// the lobby: it is welcomed and sent the lobby's history, then the
     /// others are told it joined. With `--redis` the name is first taken
     /// across servers (`NAME-2` and so on if another server has it) and
-    /// the history comes from Redis.
-    pub async fn join(self: &Arc<Self>, name: String) -> (Membership, Inbox) {
+    /// the history comes from Redis. With `side`, the hub's writer
+    /// writes the member's lines while its own writer is idle (see
+    /// [`Hub::joins_with_side_writer`]).
+    pub async fn join(
+        self: &Arc<Self>,
+        name: String,
+        side: Option<SideWriter>,
+    ) -> (Membership, Inbox) {
         let Some(link) = &self.link else {
             let id = self.lock().reserve(&name);
-            return self.admit(id, name, None);
+            return self.admit(id, name, None, side);
         };
         // Boxed, as the other Redis requests below: a member's session
         // (the connection's task) would otherwise be sized for these
@@ -454,7 +548,7 @@ impl Hub {
             (id, name, link.history(LOBBY).await)
         })
         .await;
-        self.admit(id, name, history)
+        self.admit(id, name, history, side)
     }
 
     /// Takes a default name across servers: the address, or the first
@@ -484,6 +578,7 @@ impl Hub {
         id: MemberId,
         name: String,
         history: Option<Vec<Line>>,
+        side: Option<SideWriter>,
     ) -> (Membership, Inbox) {
         let ready = Arc::new(Notify::new());
         let dropped = CancellationToken::new();
@@ -499,6 +594,8 @@ impl Hub {
                 queued: 0,
                 ready: ready.clone(),
                 dropped: dropped.clone(),
+                side,
+                writing: false,
             },
         );
         let mut slow = Vec::new();
@@ -871,6 +968,7 @@ impl Membership {
             let said = Lines {
                 text: Arc::from(run),
                 count: speech.ends.len(),
+                sent: 0,
             };
             let mut slow = Vec::new();
             state.say(&room, &said, self.id, self.hub.config.history, &mut slow);
@@ -887,6 +985,15 @@ impl Membership {
         let mut slow = Vec::new();
         state.tell(self.id, line(notice), &mut slow);
         state.drop_slow(slow);
+    }
+
+    /// The member's lines go out with CRLF from now on (a telnet
+    /// client): only its session's writer makes those, so the hub's
+    /// writer no longer writes to it.
+    pub fn wants_crlf(&self) {
+        if let Some(member) = self.hub.lock().members.get_mut(&self.id) {
+            member.side = None;
+        }
     }
 
     /// Takes the member out of the chat and tells its room; its queue
@@ -949,21 +1056,92 @@ fn join_problem(room: &str, to: &str) -> Result<(), Line> {
 }
 
 impl Member {
-    /// Queues `lines` for the member, waking its writer if the queue was
-    /// empty; false when the queue is full (the member is too slow). A
+    /// Queues `lines` for the member, and says who must write them; a
     /// run goes in whole while there is room for one line, so a queue
     /// holds at most `capacity` lines plus one read's worth.
-    fn push(&mut self, lines: &Lines, capacity: usize) -> bool {
+    fn push(&mut self, lines: &Lines, capacity: usize) -> Pushed {
         if self.queued >= capacity {
-            return false;
+            return Pushed::Full;
         }
-        if self.queue.is_empty() {
-            self.ready.notify_one();
-        }
+        let was_empty = self.queue.is_empty();
         self.queue.push_back(lines.clone());
         self.queued += lines.count;
-        true
+        if !was_empty {
+            return Pushed::Queued;
+        }
+        if self.side.is_some() && !self.writing {
+            return Pushed::ForTheHub;
+        }
+        self.ready.notify_one();
+        Pushed::Queued
     }
+
+    /// Writes what is queued (up to [`HUB_WRITES`] entries) to the socket
+    /// now, without waiting, unless the member's writer has lines of its
+    /// own in hand; wakes the writer for whatever is left: the rest of a
+    /// part-written line (the bytes sent are marked on it), what the
+    /// socket did not take, lines that came meanwhile.
+    fn write_queued(&mut self) {
+        // A writer woken meanwhile (a wake-up left from before) may have
+        // taken the queue, and may be waiting on a full socket with it:
+        // what came after must wait for it, not go out first.
+        if self.writing || self.queue.is_empty() {
+            return;
+        }
+        if let Some(side) = &self.side {
+            let n = self.queue.len().min(HUB_WRITES);
+            let mut slices = [IoSlice::new(&[]); 2 * HUB_WRITES];
+            for (pair, lines) in slices.chunks_mut(2).zip(&self.queue) {
+                pair[0] = IoSlice::new(lines.unsent());
+                pair[1] = IoSlice::new(b"\n");
+            }
+            match side.try_write_vectored(&slices[..2 * n]) {
+                Ok(written) => self.written(written),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // The peer is gone: the writer finds out too, and ends
+                // the session.
+                Err(_) => self.side = None,
+            }
+        }
+        if self.queue.is_empty() {
+            if self.queue.capacity() > KEPT_QUEUE {
+                self.queue = VecDeque::new();
+            }
+        } else {
+            self.ready.notify_one();
+        }
+    }
+
+    /// Takes `written` bytes off the front of the queue: the entries sent
+    /// whole (with their line end), and of the next, what was sent of it.
+    fn written(&mut self, mut written: usize) {
+        while let Some(front) = self.queue.front_mut() {
+            let whole = front.unsent().len() + 1;
+            if written < whole {
+                front.sent += written;
+                return;
+            }
+            written -= whole;
+            self.queued -= front.count;
+            self.queue.pop_front();
+        }
+    }
+}
+
+/// The most queue entries the hub's writer writes to a member at once
+/// (`writev` slices on the stack, two an entry); a member with more is
+/// behind, and its own writer takes the rest.
+const HUB_WRITES: usize = 32;
+
+/// Who writes the lines [`Member::push`] queued.
+#[derive(Debug, PartialEq, Eq)]
+enum Pushed {
+    /// The queue is full: the member is too slow. Nothing was queued.
+    Full,
+    /// The member's writer: it had lines queued already, or is woken.
+    Queued,
+    /// The hub's writer: the member was idle and has a [`SideWriter`].
+    ForTheHub,
 }
 
 impl State {
@@ -1033,10 +1211,27 @@ impl State {
     /// Puts `lines` in member `id`'s queue; a full queue marks it `slow`.
     fn tell(&mut self, id: MemberId, lines: impl Into<Lines>, slow: &mut Vec<MemberId>) {
         let capacity = self.capacity;
-        if let Some(member) = self.members.get_mut(&id)
-            && !member.push(&lines.into(), capacity)
-        {
-            slow.push(id);
+        if let Some(member) = self.members.get_mut(&id) {
+            let pushed = member.push(&lines.into(), capacity);
+            self.handle_pushed(id, pushed, slow);
+        }
+    }
+
+    /// Acts on what [`Member::push`] said for member `id`: a full queue
+    /// marks it `slow`; lines for the hub's writer put it on its list,
+    /// and wake it for the first.
+    fn handle_pushed(&mut self, id: MemberId, pushed: Pushed, slow: &mut Vec<MemberId>) {
+        match pushed {
+            Pushed::Full => slow.push(id),
+            Pushed::Queued => {}
+            Pushed::ForTheHub => {
+                if self.unwritten.is_empty()
+                    && let Some(writer) = &self.writer
+                {
+                    writer.notify_one();
+                }
+                self.unwritten.push(id);
+            }
         }
     }
 
@@ -1078,29 +1273,45 @@ impl State {
             rooms,
             members,
             capacity,
+            writer,
+            unwritten,
             ..
         } = self;
         let Some(room) = rooms.get(room) else {
             return;
         };
+        let before = unwritten.len();
         for id in &room.members {
             if Some(*id) == except {
                 continue;
             }
-            if let Some(member) = members.get_mut(id)
-                && !member.push(&lines, *capacity)
-            {
-                slow.push(*id);
+            let Some(member) = members.get_mut(id) else {
+                continue;
+            };
+            match member.push(&lines, *capacity) {
+                Pushed::Full => slow.push(*id),
+                Pushed::Queued => {}
+                Pushed::ForTheHub => unwritten.push(*id),
             }
+        }
+        if before == 0
+            && !unwritten.is_empty()
+            && let Some(writer) = writer
+        {
+            writer.notify_one();
         }
     }
 
     /// Moves up to `limit` of member `id`'s queued entries into `out`.
     fn take(&mut self, id: MemberId, out: &mut VecDeque<Lines>, limit: usize) -> Take {
-        let (queue, queued) = match self.members.get_mut(&id) {
-            Some(member) => (&mut member.queue, Some(&mut member.queued)),
+        let (queue, queued, writing) = match self.members.get_mut(&id) {
+            Some(member) => (
+                &mut member.queue,
+                Some(&mut member.queued),
+                Some(&mut member.writing),
+            ),
             None => match self.departed.get_mut(&id) {
-                Some(queue) => (queue, None),
+                Some(queue) => (queue, None, None),
                 None => return Take::Closed,
             },
         };
@@ -1109,6 +1320,10 @@ impl State {
             if departed {
                 self.departed.remove(&id);
                 return Take::Closed;
+            }
+            // Asking again: all it took has been written.
+            if let Some(writing) = writing {
+                *writing = false;
             }
             return Take::Empty;
         }
@@ -1122,6 +1337,9 @@ impl State {
         if let Some(queued) = queued {
             let taken: usize = out.range(before..).map(Lines::count).sum();
             *queued -= taken;
+        }
+        if let Some(writing) = writing {
+            *writing = true;
         }
         if queue.is_empty() && queue.capacity() > KEPT_QUEUE {
             *queue = VecDeque::new();
@@ -1329,8 +1547,8 @@ mod tests {
     #[tokio::test]
     async fn lines_go_to_the_others_only() {
         let hub = hub(ChatConfig::default());
-        let (a, mut ai) = hub.join("a:1".into()).await;
-        let (b, mut bi) = hub.join("b:1".into()).await;
+        let (a, mut ai) = hub.join("a:1".into(), None).await;
+        let (b, mut bi) = hub.join("b:1".into(), None).await;
         assert_eq!(
             drain(&mut ai),
             [
@@ -1352,11 +1570,11 @@ mod tests {
             history: 2,
             ..ChatConfig::default()
         });
-        let (a, _ai) = hub.join("a:1".into()).await;
+        let (a, _ai) = hub.join("a:1".into(), None).await;
         for text in ["one", "two", "three"] {
             a.handle(parse(text)).await;
         }
-        let (_b, mut bi) = hub.join("b:1".into()).await;
+        let (_b, mut bi) = hub.join("b:1".into(), None).await;
         assert_eq!(&drain(&mut bi)[1..], ["[a:1] two", "[a:1] three"]);
     }
 
@@ -1366,8 +1584,8 @@ mod tests {
             queue: 3,
             ..ChatConfig::default()
         });
-        let (a, mut ai) = hub.join("a:1".into()).await;
-        let (_stuck, stuck_inbox) = hub.join("s:1".into()).await;
+        let (a, mut ai) = hub.join("a:1".into(), None).await;
+        let (_stuck, stuck_inbox) = hub.join("s:1".into(), None).await;
         drain(&mut ai);
         // The stuck one's queue holds its welcome; two lines fill it.
         for i in 0..3 {
@@ -1389,15 +1607,15 @@ mod tests {
             history: 0,
             ..ChatConfig::default()
         });
-        let (a, mut ai) = hub.join("a:1".into()).await;
-        let (b, mut bi) = hub.join("b:1".into()).await;
+        let (a, mut ai) = hub.join("a:1".into(), None).await;
+        let (b, mut bi) = hub.join("b:1".into(), None).await;
         assert_eq!(drain(&mut ai)[1..], ["* b:1 joined lobby"]);
         // A third member makes the room bigger than 2: no notice, either
         // way, nor when it is dropped.
-        let (c, mut ci) = hub.join("c:1".into()).await;
+        let (c, mut ci) = hub.join("c:1".into(), None).await;
         assert_eq!(drain(&mut ci).len(), 1);
         drop(c);
-        let (_stuck, stuck_inbox) = hub.join("s:1".into()).await;
+        let (_stuck, stuck_inbox) = hub.join("s:1".into(), None).await;
         assert_eq!(
             drain(&mut bi),
             ["* welcome, you are b:1 in lobby (/help for commands)"]
@@ -1416,7 +1634,7 @@ mod tests {
         drop(b);
         assert_eq!(drain(&mut ai), ["* you are now alice", "* b:1 left lobby"]);
         // Moving into a room of 2 or fewer is told there.
-        let (d, mut di) = hub.join("d:1".into()).await;
+        let (d, mut di) = hub.join("d:1".into(), None).await;
         drain(&mut di);
         drain(&mut ai);
         d.handle(parse("/join dev")).await;
@@ -1427,8 +1645,8 @@ mod tests {
     #[tokio::test]
     async fn a_queue_grown_by_a_burst_is_given_back_and_no_line_is_lost() {
         let hub = hub(ChatConfig::default());
-        let (a, _ai) = hub.join("a:1".into()).await;
-        let (_b, mut bi) = hub.join("b:1".into()).await;
+        let (a, _ai) = hub.join("a:1".into(), None).await;
+        let (_b, mut bi) = hub.join("b:1".into(), None).await;
         for i in 0..500 {
             a.handle(parse(&format!("line {i}"))).await;
         }
@@ -1462,8 +1680,8 @@ mod tests {
             history: 2,
             ..ChatConfig::default()
         });
-        let (a, mut ai) = hub.join("a:1".into()).await;
-        let (_b, mut bi) = hub.join("b:1".into()).await;
+        let (a, mut ai) = hub.join("a:1".into(), None).await;
+        let (_b, mut bi) = hub.join("b:1".into(), None).await;
         drain(&mut ai);
         drain(&mut bi);
         let mut speech = Speech::default();
@@ -1480,7 +1698,7 @@ mod tests {
         // Nothing gathered: nothing sent.
         a.speak(&mut speech);
         assert_eq!(bi.try_recv(), None);
-        let (_c, mut ci) = hub.join("c:1".into()).await;
+        let (_c, mut ci) = hub.join("c:1".into(), None).await;
         assert_eq!(&drain(&mut ci)[1..], ["* a:1 waves", "[a:1] three"]);
     }
 
@@ -1490,8 +1708,8 @@ mod tests {
             queue: 4,
             ..ChatConfig::default()
         });
-        let (a, mut ai) = hub.join("a:1".into()).await;
-        let (_stuck, stuck_inbox) = hub.join("s:1".into()).await;
+        let (a, mut ai) = hub.join("a:1".into(), None).await;
+        let (_stuck, stuck_inbox) = hub.join("s:1".into(), None).await;
         drain(&mut ai);
         // Its welcome and a run of 5: over 4, but in whole, as there was
         // room for a line; the next finds the queue full.
@@ -1512,8 +1730,8 @@ mod tests {
             queue: 3,
             ..ChatConfig::default()
         });
-        let (a, _ai) = hub.join("a:1".into()).await;
-        let (_b, mut bi) = hub.join("b:1".into()).await;
+        let (a, _ai) = hub.join("a:1".into(), None).await;
+        let (_b, mut bi) = hub.join("b:1".into(), None).await;
         for _ in 0..10 {
             let mut speech = Speech::default();
             speech.push("x", false);
@@ -1528,7 +1746,7 @@ mod tests {
     #[tokio::test]
     async fn empty_rooms_go_away_but_the_lobby_stays() {
         let hub = hub(ChatConfig::default());
-        let (a, mut ai) = hub.join("a:1".into()).await;
+        let (a, mut ai) = hub.join("a:1".into(), None).await;
         a.handle(parse("/join dev")).await;
         a.handle(parse("/rooms")).await;
         assert_eq!(

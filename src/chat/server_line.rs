@@ -456,8 +456,8 @@ mod tests {
     #[tokio::test]
     async fn reads_what_the_hub_writes() {
         let hub = Arc::new(Hub::new(ChatConfig::default()));
-        let (alice, mut ai) = hub.join("127.0.0.1:1".into()).await;
-        let (bob, mut bi) = hub.join("127.0.0.1:2".into()).await;
+        let (alice, mut ai) = hub.join("127.0.0.1:1".into(), None).await;
+        let (bob, mut bi) = hub.join("127.0.0.1:2".into(), None).await;
         alice.handle(parse("/nick alice")).await;
         bob.handle(parse("/nick bob")).await;
         alice.handle(parse("hello")).await;

@@ -23,7 +23,9 @@ use super::telnet::TelnetFilter;
 use super::text::clean;
 use crate::net::frame::{Frame, LineBuffer, LineEnd};
 use crate::net::ratelimit::TokenBucket;
-use crate::net::stream::{Stream, UNBUFFERED_READ, read_through_stack, write_all_vectored};
+use crate::net::stream::{
+    SideWriter, Stream, UNBUFFERED_READ, read_through_stack, write_all_vectored,
+};
 use crate::service::{ConnContext, IdleTimer};
 
 /// The kernel send buffer of a chat connection. Left to autotuning it
@@ -54,16 +56,32 @@ const WRITE_CHUNK: usize = 64 * 1024;
 /// pointers), so a member quiet after a burst costs what a new one does.
 pub(super) const KEPT_BATCH: usize = 32;
 
+/// Readies a new member's connection for [`serve`]: where the hub has a
+/// writer of its own ([`Hub::joins_with_side_writer`]: a runtime of one
+/// thread), a plain socket is shared with a [`SideWriter`] for it.
+pub fn prepare(hub: &Hub, stream: Stream) -> (Stream, Option<SideWriter>) {
+    if hub.joins_with_side_writer() {
+        stream.with_side_writer()
+    } else {
+        (stream, None)
+    }
+}
+
 /// Serves one member until it leaves, is dropped, or the grace period
-/// after a shutdown signal ends.
+/// after a shutdown signal ends. `side` is from [`prepare`].
 ///
 /// # Errors
 /// I/O errors on the stream; they end only this member.
-pub async fn serve(hub: &Arc<Hub>, stream: &mut Stream, ctx: &ConnContext) -> io::Result<()> {
+pub async fn serve(
+    hub: &Arc<Hub>,
+    stream: &mut Stream,
+    side: Option<SideWriter>,
+    ctx: &ConnContext,
+) -> io::Result<()> {
     if let Err(e) = stream.set_send_buffer(SEND_BUFFER) {
         tracing::debug!(error = %e, "cannot cap the send buffer");
     }
-    let (member, mut lines) = hub.join(ctx.peer.to_string()).await;
+    let (member, mut lines) = hub.join(ctx.peer.to_string(), side).await;
     let dropped = lines.dropped.clone();
     // Set by the reader when the member shows it is a telnet client (or
     // ends lines with CRLF): its lines then go out with CRLF too.
@@ -135,13 +153,13 @@ async fn read_lines<R: AsyncRead + Unpin>(
         }
         idle.touch();
         if telnet.seen_telnet() {
-            crlf.store(true, Ordering::Relaxed);
+            use_crlf(crlf, member);
         }
         while let Some(frame) = buf.next_frame() {
             match frame {
                 Frame::Line(bytes, end) => {
                     if end == LineEnd::CrLf {
-                        crlf.store(true, Ordering::Relaxed);
+                        use_crlf(crlf, member);
                     }
                     ctx.metrics.messages.inc();
                     if act(member, bytes, &mut flood, &mut speech).await == Flow::Quit {
@@ -174,6 +192,14 @@ async fn read_lines<R: AsyncRead + Unpin>(
             unyielded_lines = 0;
             tokio::task::yield_now().await;
         }
+    }
+}
+
+/// From now on the member's lines end in CRLF: its writer makes them, and
+/// the hub is told once.
+fn use_crlf(crlf: &AtomicBool, member: &Membership) {
+    if !crlf.swap(true, Ordering::Relaxed) {
+        member.wants_crlf();
     }
 }
 
@@ -258,7 +284,7 @@ async fn write_lines<W: AsyncWrite + Unpin>(
             // member: the kernel gathers them, nothing is copied here.
             let mut slices: Vec<IoSlice<'_>> = batch
                 .iter()
-                .flat_map(|lines| [IoSlice::new(lines.text().as_bytes()), IoSlice::new(b"\n")])
+                .flat_map(|lines| [IoSlice::new(lines.unsent()), IoSlice::new(b"\n")])
                 .collect();
             write_all_vectored(writer, &mut slices).await?;
         }
@@ -282,11 +308,16 @@ async fn write_crlf<W: AsyncWrite + Unpin>(
     // bursts holds no write buffer. Sized once, never regrown.
     let bytes: usize = batch
         .iter()
-        .map(|lines| lines.text().len() + 2 * lines.count())
+        .map(|lines| lines.unsent().len() + 2 * lines.count())
         .sum();
     let mut out = Vec::with_capacity(bytes.min(WRITE_CHUNK + 2 * 1024));
-    for line in batch.iter().flat_map(Lines::iter) {
-        out.extend_from_slice(line.as_bytes());
+    // What is left of lines the hub began to write before the member
+    // turned out to be a telnet client goes on from where it stopped.
+    let lines = batch
+        .iter()
+        .flat_map(|lines| lines.unsent().split(|&b| b == b'\n'));
+    for line in lines {
+        out.extend_from_slice(line);
         out.extend_from_slice(LineEnd::CrLf.bytes());
         if out.len() >= WRITE_CHUNK {
             writer.write_all(&out).await?;
@@ -355,6 +386,79 @@ impl Flood {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chat::ChatConfig;
+
+    /// On one thread (as `#[tokio::test]` runs) the hub's writer writes
+    /// to an idle plain member; once the socket is full, the line it took
+    /// part of stays queued, marked with what was sent, the rest after
+    /// it, and the member's own writer sends every byte once, in order.
+    #[tokio::test]
+    async fn the_hubs_writer_fills_an_idle_members_socket_and_its_own_goes_on_from_there() {
+        const LINES: usize = 300;
+        let hub = Hub::start(ChatConfig::default()).unwrap();
+        assert!(hub.joins_with_side_writer());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        // Small buffers both ends: the socket is full before the hub's
+        // writer has written what it takes at once.
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket
+            .connect(&listener.local_addr().unwrap().into())
+            .unwrap();
+        socket.set_nonblocking(true).unwrap();
+        let mut peer = tokio::net::TcpStream::from_std(socket.into()).unwrap();
+        let (ours, _) = listener.accept().await.unwrap();
+        let stream = Stream::from(ours);
+        stream.set_send_buffer(4096).unwrap();
+        let (mut stream, side) = stream.with_side_writer();
+        let (a, mut inbox) = hub.join("a:1".into(), side).await;
+        let (b, _b_inbox) = hub.join("b:1".into(), None).await;
+        // The hub's writer runs once this task lets it.
+        tokio::task::yield_now().await;
+        assert_eq!(
+            inbox.try_recv(),
+            None,
+            "the welcome was written, not queued"
+        );
+
+        let said = "z".repeat(999);
+        let mut speech = Speech::default();
+        for _ in 0..LINES {
+            speech.push(&said, false);
+            b.speak(&mut speech);
+        }
+        tokio::task::yield_now().await;
+        let first = inbox.try_recv().expect("a full socket: lines queued");
+        assert!(
+            first.unsent().len() < first.text().len(),
+            "the first line queued is the one the socket took part of"
+        );
+        a.leave();
+
+        let reading = tokio::spawn(async move {
+            let mut got = Vec::new();
+            peer.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        let (_, mut writer) = tokio::io::split(&mut stream);
+        writer.write_all(first.unsent()).await.unwrap();
+        writer.write_all(b"\n").await.unwrap();
+        write_lines(&mut writer, &mut inbox, &AtomicBool::new(false))
+            .await
+            .unwrap();
+        drop(writer);
+        drop(stream);
+        let got = String::from_utf8(reading.await.unwrap()).unwrap();
+        let mut lines = got.lines();
+        assert!(lines.next().unwrap().starts_with("* welcome, you are a:1"));
+        assert_eq!(lines.next(), Some("* b:1 joined lobby"));
+        let want = format!("[b:1] {said}");
+        for i in 0..LINES {
+            assert_eq!(lines.next(), Some(want.as_str()), "line {i}");
+        }
+        assert_eq!(lines.next(), None);
+    }
 
     #[test]
     fn flood_allows_the_burst_then_the_rate() {

@@ -77,7 +77,7 @@ where
     let ws = Shared(Mutex::new(
         WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await,
     ));
-    let (member, mut lines) = hub.join(ctx.peer.to_string()).await;
+    let (member, mut lines) = hub.join(ctx.peer.to_string(), None).await;
     let dropped = lines.dropped.clone();
     let close = {
         let mut source = Frames(&ws);

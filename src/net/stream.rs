@@ -16,7 +16,8 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
@@ -51,6 +52,35 @@ enum Transport {
     /// TLS over TCP. Boxed: a TLS session is a few KiB of state, and the
     /// plain variants should not pay for it.
     Tls(Box<TlsStream>),
+    /// A plain socket shared with a [`SideWriter`]
+    /// ([`Stream::with_side_writer`]).
+    Shared(Shared),
+}
+
+/// A plain socket, TCP or Unix, that a [`Stream`] and its [`SideWriter`]
+/// both hold. tokio's sockets do their I/O through `&self` (readiness,
+/// then `try_*`), which is all either side needs.
+#[derive(Debug)]
+enum Plain {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+/// The stream's side of a shared plain socket.
+#[derive(Debug)]
+struct Shared(Arc<Plain>);
+
+/// A second way to write to a plain connection, beside its [`Stream`]
+/// ([`Stream::with_side_writer`]): it never waits, it writes what the
+/// socket takes now. For a server that can write a short reply from
+/// wherever it is made, as long as nothing else is being written on the
+/// stream meanwhile, rather than wake the connection's task to write it.
+/// The socket stays open while this is held.
+#[derive(Debug)]
+pub struct SideWriter {
+    socket: Arc<Plain>,
+    /// The stream's own counters: its bytes are counted the same.
+    meter: Option<ByteMeter>,
 }
 
 /// A plain socket taken out of tokio's reactor ([`Stream::into_plain`]).
@@ -174,7 +204,32 @@ impl Stream {
                 io::ErrorKind::Unsupported,
                 "a TLS stream cannot be taken apart",
             )),
+            Transport::Shared(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a shared socket cannot be taken apart",
+            )),
         }
+    }
+
+    /// The stream, and for a plain TCP or Unix one, a [`SideWriter`] on
+    /// the same socket. A TLS stream comes back as it is, with none: its
+    /// records can be made only by its own session.
+    pub fn with_side_writer(self) -> (Stream, Option<SideWriter>) {
+        let plain = match self.io {
+            Transport::Tcp(tcp) => Plain::Tcp(tcp),
+            Transport::Unix(unix) => Plain::Unix(unix),
+            io => return (Stream { io, ..self }, None),
+        };
+        let socket = Arc::new(plain);
+        let side = SideWriter {
+            socket: socket.clone(),
+            meter: self.meter.clone(),
+        };
+        let stream = Stream {
+            io: Transport::Shared(Shared(socket)),
+            ..self
+        };
+        (stream, Some(side))
     }
 
     /// Whether the stream is TLS.
@@ -230,6 +285,7 @@ impl Stream {
             Transport::Tcp(s) => socket2::SockRef::from(s).set_send_buffer_size(bytes),
             Transport::Unix(s) => socket2::SockRef::from(s).set_send_buffer_size(bytes),
             Transport::Tls(s) => socket2::SockRef::from(s.get_ref().0).set_send_buffer_size(bytes),
+            Transport::Shared(s) => s.0.sock_ref().set_send_buffer_size(bytes),
         }
     }
 
@@ -242,8 +298,120 @@ impl Stream {
     pub async fn close(&mut self) -> io::Result<()> {
         match &mut self.io {
             Transport::Tls(s) => tokio::io::AsyncWriteExt::shutdown(&mut **s).await,
-            Transport::Tcp(_) | Transport::Unix(_) => Ok(()),
+            Transport::Tcp(_) | Transport::Unix(_) | Transport::Shared(_) => Ok(()),
         }
+    }
+}
+
+impl SideWriter {
+    /// Writes as much of `bufs` as the socket takes now, without
+    /// waiting, and counts it.
+    ///
+    /// # Errors
+    /// `WouldBlock` when the socket takes nothing now; the socket's
+    /// error (the peer gone).
+    pub fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let n = self.socket.try_write_vectored(bufs)?;
+        if let Some(meter) = &self.meter {
+            meter.sent.inc_by(n as u64);
+        }
+        Ok(n)
+    }
+}
+
+/// Calls the same method of whichever socket a [`Plain`] is (TCP and Unix
+/// sockets share their methods, but no trait).
+macro_rules! plain {
+    ($plain:expr, $s:ident => $call:expr) => {
+        match $plain {
+            Plain::Tcp($s) => $call,
+            Plain::Unix($s) => $call,
+        }
+    };
+}
+
+impl Plain {
+    fn sock_ref(&self) -> socket2::SockRef<'_> {
+        plain!(self, s => socket2::SockRef::from(s))
+    }
+
+    async fn readable(&self) -> io::Result<()> {
+        plain!(self, s => s.readable().await)
+    }
+
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        plain!(self, s => s.try_read(buf))
+    }
+
+    fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        plain!(self, s => s.try_write_vectored(bufs))
+    }
+
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        plain!(self, s => s.poll_read_ready(cx))
+    }
+
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        plain!(self, s => s.poll_write_ready(cx))
+    }
+}
+
+/// What tokio's own sockets do in `poll_read` and `poll_write`, through
+/// `&self`: wait for readiness, try, and on a false positive (the
+/// `try_*` call clears the readiness) wait again.
+impl AsyncRead for Shared {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            ready!(self.0.poll_read_ready(cx))?;
+            match self.0.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for Shared {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_vectored(cx, &[io::IoSlice::new(buf)])
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.0.poll_write_ready(cx))?;
+            match self.0.try_write_vectored(bufs) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                written => return Poll::Ready(written),
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.0.sock_ref().shutdown(std::net::Shutdown::Write))
     }
 }
 
@@ -257,6 +425,7 @@ impl Transport {
         match self {
             Transport::Tcp(s) => read_ready_into_stack!(s, limit, take),
             Transport::Unix(s) => read_ready_into_stack!(s, limit, take),
+            Transport::Shared(s) => read_ready_into_stack!(s.0, limit, take),
             // TLS has no readiness to wait on (the bytes that make a
             // record may already sit in rustls' buffers).
             Transport::Tls(s) => read_through_stack(&mut **s, limit, |bytes| take(bytes)).await,
@@ -332,6 +501,7 @@ macro_rules! each {
         match $io {
             Transport::Tcp($s) => $call,
             Transport::Unix($s) => $call,
+            Transport::Shared($s) => $call,
             Transport::Tls($s) => {
                 let $s = &mut **$s;
                 $call
@@ -392,6 +562,7 @@ impl AsyncWrite for Stream {
             Transport::Tcp(s) => s.is_write_vectored(),
             Transport::Unix(s) => s.is_write_vectored(),
             Transport::Tls(s) => s.is_write_vectored(),
+            Transport::Shared(s) => s.is_write_vectored(),
         }
     }
 }
@@ -441,7 +612,7 @@ impl Stream {
     pub(crate) fn tls_output_held(&self) -> bool {
         match &self.io {
             Transport::Tls(tls) => tls.get_ref().1.wants_write(),
-            Transport::Tcp(_) | Transport::Unix(_) => false,
+            Transport::Tcp(_) | Transport::Unix(_) | Transport::Shared(_) => false,
         }
     }
 

@@ -381,7 +381,8 @@ impl Service {
                 }
             },
             Service::Chat(hub) => {
-                let served = crate::chat::session::serve(hub, &mut stream, ctx).await;
+                let (mut stream, side) = crate::chat::session::prepare(hub, stream);
+                let served = crate::chat::session::serve(hub, &mut stream, side, ctx).await;
                 close_tls(&mut stream).await;
                 served.map(|()| Ended::Closed)
             }
