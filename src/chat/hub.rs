@@ -14,7 +14,7 @@
 //! it is). On a runtime of one thread the session's writer is woken only
 //! for a member it is already writing to, or whose socket is full: the
 //! others' lines are written by the hub's one writer task, a non-blocking
-//! `writev` a member ([`Hub::start_writer`]). A member whose queue is full
+//! `writev` a member ([`Hub::joins_with_side_writer`]). A member whose queue is full
 //! is behind by `--queue` lines; it is dropped on the spot (its
 //! [`Inbox::dropped`] fires) and its room is told `* NAME dropped (too
 //! slow)`. So a stuck reader costs the room one failed push, then
