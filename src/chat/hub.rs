@@ -212,6 +212,13 @@ pub struct Inbox {
 /// when it empties, so a member costs little once a burst has passed.
 const KEPT_QUEUE: usize = 32;
 
+/// Gives back an empty queue's room if a burst grew it past [`KEPT_QUEUE`].
+fn give_back_if_grown(queue: &mut VecDeque<Lines>) {
+    if queue.capacity() > KEPT_QUEUE {
+        *queue = VecDeque::new();
+    }
+}
+
 impl Inbox {
     /// Waits for lines, then moves up to `limit` entries of them (at
     /// least one) into `lines`; 0 once the member has left and all that was queued
@@ -369,12 +376,31 @@ struct State {
     remote: Roster,
     /// Where changes go for the other servers (`--redis`).
     link: Option<Arc<Link>>,
-    /// On a runtime of one thread: wakes the hub's writer
-    /// ([`Hub::write_for_members`]) once members are waiting in `unwritten`.
-    writer: Option<Arc<Notify>>,
+    /// The hub's writer's list ([`Hub::write_for_members`]).
+    writer: HubWriter,
+}
+
+/// The members the hub's writer is to write to, and how it is woken.
+#[derive(Debug, Default)]
+struct HubWriter {
+    /// On a runtime of one thread: wakes the writer once a member is on
+    /// the list. `None`: there is no writer.
+    told: Option<Arc<Notify>>,
     /// Members with a [`SideWriter`] whose lines came while their queue
-    /// was empty and their writer idle: the hub's writer writes them.
+    /// was empty and their writer idle.
     unwritten: Vec<MemberId>,
+}
+
+impl HubWriter {
+    /// Puts member `id` on the list, waking the writer for the first.
+    fn add(&mut self, id: MemberId) {
+        if self.unwritten.is_empty()
+            && let Some(told) = &self.told
+        {
+            told.notify_one();
+        }
+        self.unwritten.push(id);
+    }
 }
 
 #[derive(Debug)]
@@ -474,7 +500,7 @@ impl Hub {
             return;
         }
         let told = Arc::new(Notify::new());
-        self.lock().writer = Some(told.clone());
+        self.lock().writer.told = Some(told.clone());
         let hub = Arc::downgrade(self);
         tokio::spawn(async move {
             loop {
@@ -488,14 +514,14 @@ impl Hub {
     /// Whether a member that joins with a [`SideWriter`] is written to by
     /// the hub's writer: on a runtime of one thread.
     pub fn joins_with_side_writer(&self) -> bool {
-        self.lock().writer.is_some()
+        self.lock().writer.told.is_some()
     }
 
     /// The hub's writer at work: what is queued for each member in
     /// `unwritten`, written to its socket in one `writev`.
     fn write_for_members(&self) {
         let mut state = self.lock();
-        let mut unwritten = std::mem::take(&mut state.unwritten);
+        let mut unwritten = std::mem::take(&mut state.writer.unwritten);
         for id in &unwritten {
             if let Some(member) = state.members.get_mut(id) {
                 member.write_queued();
@@ -505,7 +531,7 @@ impl Hub {
         // it big.
         unwritten.clear();
         if unwritten.capacity() <= KEPT_QUEUE {
-            state.unwritten = unwritten;
+            state.writer.unwritten = unwritten;
         }
     }
 
@@ -1104,9 +1130,7 @@ impl Member {
             }
         }
         if self.queue.is_empty() {
-            if self.queue.capacity() > KEPT_QUEUE {
-                self.queue = VecDeque::new();
-            }
+            give_back_if_grown(&mut self.queue);
         } else {
             self.ready.notify_one();
         }
@@ -1212,25 +1236,10 @@ impl State {
     fn tell(&mut self, id: MemberId, lines: impl Into<Lines>, slow: &mut Vec<MemberId>) {
         let capacity = self.capacity;
         if let Some(member) = self.members.get_mut(&id) {
-            let pushed = member.push(&lines.into(), capacity);
-            self.handle_pushed(id, pushed, slow);
-        }
-    }
-
-    /// Acts on what [`Member::push`] said for member `id`: a full queue
-    /// marks it `slow`; lines for the hub's writer put it on its list,
-    /// and wake it for the first.
-    fn handle_pushed(&mut self, id: MemberId, pushed: Pushed, slow: &mut Vec<MemberId>) {
-        match pushed {
-            Pushed::Full => slow.push(id),
-            Pushed::Queued => {}
-            Pushed::ForTheHub => {
-                if self.unwritten.is_empty()
-                    && let Some(writer) = &self.writer
-                {
-                    writer.notify_one();
-                }
-                self.unwritten.push(id);
+            match member.push(&lines.into(), capacity) {
+                Pushed::Full => slow.push(id),
+                Pushed::Queued => {}
+                Pushed::ForTheHub => self.writer.add(id),
             }
         }
     }
@@ -1274,13 +1283,11 @@ impl State {
             members,
             capacity,
             writer,
-            unwritten,
             ..
         } = self;
         let Some(room) = rooms.get(room) else {
             return;
         };
-        let before = unwritten.len();
         for id in &room.members {
             if Some(*id) == except {
                 continue;
@@ -1291,14 +1298,8 @@ impl State {
             match member.push(&lines, *capacity) {
                 Pushed::Full => slow.push(*id),
                 Pushed::Queued => {}
-                Pushed::ForTheHub => unwritten.push(*id),
+                Pushed::ForTheHub => writer.add(*id),
             }
-        }
-        if before == 0
-            && !unwritten.is_empty()
-            && let Some(writer) = writer
-        {
-            writer.notify_one();
         }
     }
 
@@ -1341,8 +1342,8 @@ impl State {
         if let Some(writing) = writing {
             *writing = true;
         }
-        if queue.is_empty() && queue.capacity() > KEPT_QUEUE {
-            *queue = VecDeque::new();
+        if queue.is_empty() {
+            give_back_if_grown(queue);
         }
         Take::Got(n)
     }
